@@ -1,0 +1,252 @@
+//! The command line: the top-level struct and subcommand enum, the flags every gateway command
+//! shares (generated into each command by `gateway_command!`), and the argv pre-pass that accepts
+//! `--flag=value` (argh alone refuses it).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use crate::cmd;
+use crate::credentials::{self, Credentials};
+use crate::error::{Error, Result};
+use crate::gateway::{self, Client, Settings};
+
+/// Export Alipay Life Account (生活号) followers to CSV for Jiguang UMS, and emulate the Alipay gateway offline.
+///
+/// Start with `alipaylife demo` (no account needed).
+#[derive(FromArgs, Debug)]
+pub struct Cli {
+    /// print version, git commit and target, then exit
+    #[argh(switch, short = 'V')]
+    version: bool,
+
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Export(cmd::export::Args),
+    Emulate(cmd::emulate::Args),
+    Demo(cmd::demo::Args),
+}
+
+impl Cli {
+    pub fn run(self) -> Result<ExitCode> {
+        if self.version {
+            println!("{}", version());
+            return Ok(ExitCode::SUCCESS);
+        }
+        match self.command {
+            Some(Command::Export(args)) => cmd::export::run(args),
+            Some(Command::Emulate(args)) => cmd::emulate::run(args),
+            Some(Command::Demo(args)) => cmd::demo::run(args),
+            None => Err(Error::Usage(
+                "no command given; try `alipaylife demo`, or `alipaylife --help` for the list"
+                    .to_string(),
+            )),
+        }
+    }
+}
+
+pub fn version() -> String {
+    format!(
+        "alipaylife {} (commit {}, {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("ALIPAYLIFE_COMMIT"),
+        env!("ALIPAYLIFE_TARGET")
+    )
+}
+
+/// Parse argv (without the program name). On `--help` or a usage error, returns the exit code after
+/// printing: help to stdout (exit 0), errors to stderr (exit 2).
+pub fn parse(argv: &[String]) -> std::result::Result<Cli, ExitCode> {
+    let args = normalize(argv);
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    match Cli::from_args(&["alipaylife"], &strs) {
+        Ok(cli) => Ok(cli),
+        Err(early) => match early.status {
+            Ok(()) => {
+                println!("{}", early.output);
+                Err(ExitCode::SUCCESS)
+            }
+            Err(()) => {
+                eprintln!(
+                    "alipaylife: error: {}\nRun `alipaylife --help` (or `alipaylife COMMAND --help`) for usage.",
+                    early.output.trim_end()
+                );
+                Err(ExitCode::from(2))
+            }
+        },
+    }
+}
+
+/// `--flag=value` becomes `--flag value` (up to a lone `--`).
+pub fn normalize(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len() + 4);
+    let mut passthrough = false;
+    for arg in argv {
+        if passthrough {
+            out.push(arg.clone());
+            continue;
+        }
+        if arg == "--" {
+            passthrough = true;
+            out.push(arg.clone());
+        } else if let (true, Some((flag, value))) = (arg.starts_with("--"), arg.split_once('=')) {
+            out.push(flag.to_string());
+            out.push(value.to_string());
+        } else {
+            out.push(arg.clone());
+        }
+    }
+    out
+}
+
+/// What `gateway_command!` adds to a command, gathered.
+#[derive(Clone, Debug)]
+pub struct GatewayOpts {
+    pub credentials: credentials::Flags,
+    pub gateway: Option<String>,
+    pub timeout: Option<f64>,
+    pub connect_timeout: Option<f64>,
+    pub retries: Option<u32>,
+    pub verbose: bool,
+    pub quiet: bool,
+}
+
+fn seconds(flag: &str, value: Option<f64>, default: f64) -> Result<Duration> {
+    let v = value.unwrap_or(default);
+    if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
+        return Err(Error::Usage(format!(
+            "{flag} must be a number of seconds between 0 and 3600, not {v}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl GatewayOpts {
+    /// Network settings, validated (no network yet).
+    pub fn settings(&self) -> Result<Settings> {
+        let gateway = self
+            .gateway
+            .clone()
+            .or_else(|| std::env::var("ALIPAY_GATEWAY").ok())
+            .unwrap_or_default();
+        let url = gateway::resolve_url(&gateway).map_err(Error::Usage)?;
+        Ok(Settings {
+            url,
+            connect_timeout: seconds("--connect-timeout", self.connect_timeout, 10.0)?,
+            timeout: seconds("--timeout", self.timeout, 30.0)?,
+            retries: self.retries.unwrap_or(5),
+            verbose: self.verbose,
+            quiet: self.quiet,
+        })
+    }
+
+    /// Validate settings, load credentials, build the client. Nothing is sent.
+    pub fn client(&self) -> Result<Client> {
+        let settings = self.settings()?;
+        let Credentials {
+            app_id,
+            key,
+            alipay_key,
+            ..
+        } = credentials::load(&self.credentials, self.verbose)?;
+        Ok(Client::new(
+            settings,
+            app_id,
+            key,
+            alipay_key.map(|k| k.key),
+        ))
+    }
+}
+
+/// Define a command's argh struct with the shared gateway flags appended, and `gateway_opts()`.
+macro_rules! gateway_command {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($body:tt)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($body)*
+            /// the Alipay app id (else ALIPAY_APP_ID, else asked on a terminal)
+            #[argh(option)]
+            pub app_id: Option<String>,
+            /// app private key file, PKCS#8 or PKCS#1, PEM or bare base64; - reads stdin (else ALIPAY_PRIVATE_KEY, ALIPAY_PRIVATE_KEY_FILE, or a hidden prompt)
+            #[argh(option)]
+            pub private_key_file: Option<String>,
+            /// the Alipay public key file, to verify every response (else ALIPAY_PUBLIC_KEY, ALIPAY_PUBLIC_KEY_FILE)
+            #[argh(option)]
+            pub alipay_public_key_file: Option<String>,
+            /// gateway: prod (default), sandbox, or a URL such as http://127.0.0.1:8080/gateway.do (else ALIPAY_GATEWAY)
+            #[argh(option)]
+            pub gateway: Option<String>,
+            /// seconds allowed for each call (default 30)
+            #[argh(option)]
+            pub timeout: Option<f64>,
+            /// seconds allowed to connect (default 10)
+            #[argh(option)]
+            pub connect_timeout: Option<f64>,
+            /// retries of a failed read-only call, with backoff (default 5)
+            #[argh(option)]
+            pub retries: Option<u32>,
+            /// more detail on stderr: key form, each call (never key material)
+            #[argh(switch, short = 'v')]
+            pub verbose: bool,
+            /// no progress or summary on stderr (errors still print)
+            #[argh(switch, short = 'q')]
+            pub quiet: bool,
+        }
+
+        impl $name {
+            pub fn gateway_opts(&self) -> $crate::cli::GatewayOpts {
+                $crate::cli::GatewayOpts {
+                    credentials: $crate::credentials::Flags {
+                        app_id: self.app_id.clone(),
+                        private_key_file: self.private_key_file.clone(),
+                        private_key_inline: None,
+                        alipay_public_key_file: self.alipay_public_key_file.clone(),
+                    },
+                    gateway: self.gateway.clone(),
+                    timeout: self.timeout,
+                    connect_timeout: self.connect_timeout,
+                    retries: self.retries,
+                    verbose: self.verbose,
+                    quiet: self.quiet,
+                }
+            }
+        }
+    };
+}
+pub(crate) use gateway_command;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn equals_form_is_split() {
+        assert_eq!(
+            normalize(&v(&["export", "--app-id=123", "-o", "a=b.csv"])),
+            v(&["export", "--app-id", "123", "-o", "a=b.csv"])
+        );
+        assert_eq!(
+            normalize(&v(&["x", "--", "--a=b"])),
+            v(&["x", "--", "--a=b"])
+        );
+        assert_eq!(
+            normalize(&v(&["x", "--gateway=http://h/g?x=y"])),
+            v(&["x", "--gateway", "http://h/g?x=y"])
+        );
+    }
+}

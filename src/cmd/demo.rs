@@ -1,0 +1,104 @@
+//! `alipaylife demo`: the whole job against the built-in emulator, no account and no flags.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use crate::emulator::faults::Faults;
+use crate::emulator::followers::{EndStyle, Followers};
+use crate::emulator::{self, Config};
+use crate::error::{Error, Result};
+use crate::gateway::{Client, Settings};
+use crate::keys;
+use crate::output::Sink;
+
+/// run a complete export against a built-in emulator (no Alipay account needed)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "demo", example = "alipaylife demo")]
+pub struct Args {
+    /// working directory for keys and output (default ./alipaylife-demo)
+    #[argh(option, default = "PathBuf::from(\"alipaylife-demo\")")]
+    pub dir: PathBuf,
+    /// followers the emulator serves (default 25000)
+    #[argh(option, default = "25_000")]
+    pub followers: u64,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let keys_dir = args.dir.join("keys");
+    let config = Config {
+        app_id: emulator::DEFAULT_APP_ID.to_string(),
+        keys_dir: keys_dir.clone(),
+        app_public_key_file: None,
+        followers: Followers {
+            count: args.followers,
+            openid: false,
+            end: EndStyle::Empty,
+        },
+        faults: Faults::none(),
+        latency: Duration::ZERO,
+        slow: Duration::ZERO,
+    };
+    eprintln!(
+        "demo: preparing keys in {} (generated once, reused after)",
+        keys_dir.display()
+    );
+    let (gateway, files) = emulator::prepare(config)?;
+    let (listener, addr) = emulator::bind("127.0.0.1:0")?;
+    let url = emulator::url(addr);
+    emulator::spawn(listener, gateway);
+    eprintln!(
+        "demo: emulator with {} followers listening on {url}",
+        args.followers
+    );
+
+    let app_private = files
+        .app_private
+        .clone()
+        .expect("the demo generates its app key");
+    let read = |p: &PathBuf| {
+        std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))
+    };
+    let key = keys::parse_private_key(&read(&app_private)?).map_err(Error::Config)?;
+    let alipay = keys::parse_public_key(&read(&files.alipay_public)?).map_err(Error::Config)?;
+    let settings = Settings {
+        url: url.clone(),
+        connect_timeout: Duration::from_secs(5),
+        timeout: Duration::from_secs(30),
+        retries: 3,
+        verbose: false,
+        quiet: false,
+    };
+    let client = Client::new(
+        settings,
+        emulator::DEFAULT_APP_ID.to_string(),
+        key,
+        Some(alipay.key),
+    );
+    let out = args.dir.join("followers.csv");
+    let sink = Sink::open(&out.to_string_lossy())?;
+    let exported = super::export::export(&client, sink, None, false)?;
+    eprintln!("demo: {}", super::export::describe(&exported, &client));
+    eprintln!(
+        "demo: every request was signed with {} and every answer verified with {}",
+        app_private.display(),
+        files.alipay_public.display()
+    );
+    eprintln!();
+    eprintln!("The same export against Alipay:");
+    eprintln!("  alipaylife export --app-id YOUR_APPID --private-key-file app_private_key.pem \\");
+    eprintln!("      --alipay-public-key-file alipay_public_key.pem -o followers.csv");
+    eprintln!(
+        "The same export against a standing emulator (`alipaylife emulate` in another terminal):"
+    );
+    eprintln!(
+        "  alipaylife export --gateway http://127.0.0.1:8080/gateway.do --app-id {} \\",
+        emulator::DEFAULT_APP_ID
+    );
+    eprintln!("      --private-key-file alipaylife-emulator/app_private_key.pem \\");
+    eprintln!("      --alipay-public-key-file alipaylife-emulator/alipay_public_key.pem");
+    println!("{}", out.display());
+    Ok(ExitCode::SUCCESS)
+}

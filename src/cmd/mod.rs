@@ -1,0 +1,4 @@
+//! One file per subcommand: its argh `Args` (flags and help) and its `run`.
+pub mod demo;
+pub mod emulate;
+pub mod export;

@@ -1,0 +1,207 @@
+//! Where the app id and keys come from (flag, environment, file, terminal prompt), loaded the same
+//! way by every command. Errors name the source, never the key.
+
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+
+use crate::error::{Error, Result};
+use crate::keys::{self, AppKey, RsaPublic};
+
+/// The credential flags every command that calls the gateway shares.
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    pub app_id: Option<String>,
+    pub private_key_file: Option<String>,
+    /// The key text itself, from the pushtools-style `-privatekey` (warned about: visible in `ps`).
+    pub private_key_inline: Option<String>,
+    pub alipay_public_key_file: Option<String>,
+}
+
+pub struct Credentials {
+    pub app_id: String,
+    pub key: AppKey,
+    /// Human description of where the key came from (a path or a variable name), never its content.
+    pub key_source: String,
+    pub alipay_key: Option<RsaPublic>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("app_id", &self.app_id)
+            .field("key", &self.key)
+            .field("key_source", &self.key_source)
+            .finish()
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// App id: `--app-id`, else `ALIPAY_APP_ID`, else a prompt on a terminal, else an error.
+pub fn app_id(flag: Option<&str>) -> Result<String> {
+    let (value, source) = if let Some(v) = flag {
+        (v.to_string(), "--app-id")
+    } else if let Some(v) = env("ALIPAY_APP_ID") {
+        (v, "ALIPAY_APP_ID")
+    } else if io::stdin().is_terminal() && io::stderr().is_terminal() {
+        eprint!("Alipay app id (APPID, 16 digits): ");
+        io::stderr().flush().ok();
+        let mut line = String::new();
+        io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Error::io("reading the app id", e))?;
+        (line, "the prompt")
+    } else {
+        return Err(Error::Config(
+            "no app id: pass --app-id or set ALIPAY_APP_ID (the APPID shown in the Alipay Open \
+             Platform console)"
+                .to_string(),
+        ));
+    };
+    let value = value.trim().to_string();
+    if value.is_empty() || value.len() > 32 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::Config(format!(
+            "the app id from {source} is not an Alipay app id: it must be digits only (like \
+             2021000000000001), at most 32"
+        )));
+    }
+    Ok(value)
+}
+
+/// The app private key, from the first source that is set.
+pub fn private_key(flags: &Flags) -> Result<(AppKey, String)> {
+    let (bytes, source) = if let Some(path) = &flags.private_key_file {
+        let bytes = read_path(path, "private key")?;
+        (
+            bytes,
+            if path == "-" {
+                "standard input".to_string()
+            } else {
+                format!("--private-key-file {path}")
+            },
+        )
+    } else if let Some(text) = &flags.private_key_inline {
+        (text.clone().into_bytes(), "-privatekey".to_string())
+    } else if let Some(text) = env("ALIPAY_PRIVATE_KEY") {
+        (text.into_bytes(), "ALIPAY_PRIVATE_KEY".to_string())
+    } else if let Some(path) = env("ALIPAY_PRIVATE_KEY_FILE") {
+        (
+            read_path(&path, "private key")?,
+            format!("ALIPAY_PRIVATE_KEY_FILE {path}"),
+        )
+    } else if io::stdin().is_terminal() && io::stderr().is_terminal() {
+        (prompt_hidden_key()?, "the prompt".to_string())
+    } else {
+        return Err(Error::Config(
+            "no app private key: pass --private-key-file PATH (or - for stdin), or set \
+             ALIPAY_PRIVATE_KEY (the key text) or ALIPAY_PRIVATE_KEY_FILE"
+                .to_string(),
+        ));
+    };
+    let key = keys::parse_private_key(&bytes)
+        .map_err(|msg| Error::Config(format!("the private key from {source}: {msg}")))?;
+    Ok((key, source))
+}
+
+/// The optional Alipay public key (for verifying responses).
+pub fn alipay_public_key(flags: &Flags) -> Result<Option<(RsaPublic, String)>> {
+    let (bytes, source) = if let Some(path) = &flags.alipay_public_key_file {
+        (
+            read_path(path, "Alipay public key")?,
+            format!("--alipay-public-key-file {path}"),
+        )
+    } else if let Some(text) = env("ALIPAY_PUBLIC_KEY") {
+        (text.into_bytes(), "ALIPAY_PUBLIC_KEY".to_string())
+    } else if let Some(path) = env("ALIPAY_PUBLIC_KEY_FILE") {
+        (
+            read_path(&path, "Alipay public key")?,
+            format!("ALIPAY_PUBLIC_KEY_FILE {path}"),
+        )
+    } else {
+        return Ok(None);
+    };
+    let key = keys::parse_public_key(&bytes)
+        .map_err(|msg| Error::Config(format!("the Alipay public key from {source}: {msg}")))?;
+    Ok(Some((key, source)))
+}
+
+/// Load everything, and refuse the most common mix-up: the app's own public key given as Alipay's.
+pub fn load(flags: &Flags, verbose: bool) -> Result<Credentials> {
+    let app_id = app_id(flags.app_id.as_deref())?;
+    let (key, key_source) = private_key(flags)?;
+    let alipay = alipay_public_key(flags)?;
+    if let Some((alipay_key, source)) = &alipay
+        && alipay_key.key == key.public_key()
+    {
+        return Err(Error::Config(format!(
+            "the Alipay public key from {source} is your app's own public key (the public half of \
+                 the private key from {key_source}); responses are signed by Alipay, so copy the \
+                 \"Alipay public key\" (支付宝公钥) shown in the console after uploading your app \
+                 public key"
+        )));
+    }
+    if verbose {
+        eprintln!("alipaylife: app id {app_id}");
+        eprintln!(
+            "alipaylife: private key: {}, {} bits, from {key_source}",
+            key.form,
+            key.bits()
+        );
+        match &alipay {
+            Some((k, source)) => {
+                eprintln!("alipaylife: Alipay public key: {}, from {source}", k.form)
+            }
+            None => eprintln!("alipaylife: no Alipay public key: responses will not be verified"),
+        }
+    }
+    Ok(Credentials {
+        app_id,
+        key,
+        key_source,
+        alipay_key: alipay.map(|(k, _)| k),
+    })
+}
+
+fn read_path(path: &str, what: &str) -> Result<Vec<u8>> {
+    if path == "-" {
+        let mut buf = Vec::new();
+        io::stdin()
+            .lock()
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io(format!("reading the {what} from standard input"), e))?;
+        return Ok(buf);
+    }
+    std::fs::read(path).map_err(|e| {
+        let hint = match e.kind() {
+            io::ErrorKind::NotFound => " (no such file; check the path)",
+            io::ErrorKind::PermissionDenied => {
+                " (permission denied; check the file's owner and mode)"
+            }
+            _ => "",
+        };
+        Error::Config(format!("cannot read the {what} file {path}: {e}{hint}"))
+    })
+}
+
+/// Read a pasted key without echo: one line of bare base64, or a PEM block up to its END line.
+fn prompt_hidden_key() -> Result<Vec<u8>> {
+    let first = rpassword::prompt_password(
+        "Paste the app private key (input hidden; bare base64 or PEM), then press Enter: ",
+    )
+    .map_err(|e| Error::io("reading the private key from the terminal", e))?;
+    let mut text = first.trim().to_string();
+    if text.starts_with("-----BEGIN") {
+        while !text.contains("-----END") {
+            let line = rpassword::read_password()
+                .map_err(|e| Error::io("reading the private key from the terminal", e))?;
+            if line.trim().is_empty() && text.lines().count() > 64 {
+                break;
+            }
+            text.push('\n');
+            text.push_str(line.trim());
+        }
+    }
+    Ok(text.into_bytes())
+}

@@ -1,0 +1,208 @@
+//! The local Alipay gateway emulator that ships in the binary: key set-up in a keys directory, the
+//! follower list, fault injection, and starting the HTTP server (in this thread or a background one).
+
+pub mod faults;
+pub mod followers;
+pub mod gateway;
+pub mod http;
+
+use std::fs;
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
+use rsa::{PrivateKey, PublicKey};
+
+use crate::error::{Error, Result};
+use faults::Faults;
+use followers::Followers;
+use gateway::Gateway;
+
+pub const DEFAULT_APP_ID: &str = "2021000000000001";
+
+pub struct Config {
+    pub app_id: String,
+    pub keys_dir: PathBuf,
+    pub app_public_key_file: Option<PathBuf>,
+    pub followers: Followers,
+    pub faults: Faults,
+    pub latency: Duration,
+    pub slow: Duration,
+}
+
+/// Where the emulator's keys are.
+#[derive(Debug, Clone)]
+pub struct KeyFiles {
+    pub alipay_public: PathBuf,
+    /// Set when the emulator generated (or reused) an app key pair in the keys directory.
+    pub app_private: Option<PathBuf>,
+    pub app_public: PathBuf,
+}
+
+fn write_file(path: &Path, text: &str, private: bool) -> Result<()> {
+    let mut f = if private {
+        crate::output::create_private(path)
+    } else {
+        fs::File::create(path)
+    }
+    .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+fn generate() -> PrivateKey {
+    PrivateKey::new(&mut getrandom::SysRng, 2048).expect("generate RSA key")
+}
+
+/// The emulator's own key reading: PEM or bare base64 SubjectPublicKeyInfo.
+fn read_public(path: &Path) -> Result<PublicKey> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    let parsed = if text.contains("-----BEGIN") {
+        PublicKey::from_public_key_pem(text.trim()).ok()
+    } else {
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .ok()
+            .and_then(|der| PublicKey::from_public_key_der(&der).ok())
+    };
+    parsed.ok_or_else(|| {
+        Error::Config(format!(
+            "{} is not an RSA public key (PEM \"BEGIN PUBLIC KEY\" or bare base64 SubjectPublicKeyInfo)",
+            path.display()
+        ))
+    })
+}
+
+/// Load the keys from the keys directory, generating what is missing.
+pub fn keys(
+    keys_dir: &Path,
+    app_public_key_file: Option<&Path>,
+) -> Result<(PrivateKey, PublicKey, KeyFiles)> {
+    fs::create_dir_all(keys_dir)
+        .map_err(|e| Error::io(format!("cannot create {}", keys_dir.display()), e))?;
+    let alipay_private_path = keys_dir.join("alipay_private_key.pem");
+    let alipay_public_path = keys_dir.join("alipay_public_key.pem");
+    let alipay_private = if alipay_private_path.exists() {
+        let text = fs::read_to_string(&alipay_private_path).map_err(|e| {
+            Error::Config(format!(
+                "cannot read {}: {e}",
+                alipay_private_path.display()
+            ))
+        })?;
+        PrivateKey::from_pkcs8_pem(&text).map_err(|_| {
+            Error::Config(format!(
+                "{} is not a PKCS#8 PEM RSA key; delete it to make a new one",
+                alipay_private_path.display()
+            ))
+        })?
+    } else {
+        let key = generate();
+        write_file(
+            &alipay_private_path,
+            &key.to_pkcs8_pem(LineEnding::LF).expect("encode"),
+            true,
+        )?;
+        key
+    };
+    let alipay_public_pem = alipay_private
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .expect("encode");
+    write_file(&alipay_public_path, &alipay_public_pem, false)?;
+
+    let (app_public, files) = if let Some(path) = app_public_key_file {
+        let key = read_public(path)?;
+        (
+            key,
+            KeyFiles {
+                alipay_public: alipay_public_path,
+                app_private: None,
+                app_public: path.to_path_buf(),
+            },
+        )
+    } else {
+        let app_private_path = keys_dir.join("app_private_key.pem");
+        let app_public_path = keys_dir.join("app_public_key.pem");
+        if !app_public_path.exists() {
+            let key = generate();
+            write_file(
+                &app_private_path,
+                &key.to_pkcs8_pem(LineEnding::LF).expect("encode"),
+                true,
+            )?;
+            write_file(
+                &app_public_path,
+                &key.to_public_key()
+                    .to_public_key_pem(LineEnding::LF)
+                    .expect("encode"),
+                false,
+            )?;
+        }
+        let key = read_public(&app_public_path)?;
+        let app_private = app_private_path.exists().then_some(app_private_path);
+        (
+            key,
+            KeyFiles {
+                alipay_public: alipay_public_path,
+                app_private,
+                app_public: app_public_path,
+            },
+        )
+    };
+    Ok((alipay_private, app_public, files))
+}
+
+/// Build the gateway from a config: keys ready, nothing listening yet.
+pub fn prepare(config: Config) -> Result<(Arc<Gateway>, KeyFiles)> {
+    let (alipay_private, app_public, files) =
+        keys(&config.keys_dir, config.app_public_key_file.as_deref())?;
+    let gateway = Gateway {
+        app_id: config.app_id,
+        app_public,
+        alipay_private,
+        followers: config.followers,
+        faults: config.faults,
+        latency: config.latency,
+        slow: config.slow,
+    };
+    Ok((Arc::new(gateway), files))
+}
+
+pub fn bind(listen: &str) -> Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(listen)
+        .map_err(|e| Error::io(format!("cannot listen on {listen}"), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the listening address", e))?;
+    Ok((listener, addr))
+}
+
+pub fn url(addr: SocketAddr) -> String {
+    format!("http://{addr}/gateway.do")
+}
+
+/// Serve in a background thread (for `demo`); the thread lives as long as the process.
+pub fn spawn(listener: TcpListener, gateway: Arc<Gateway>) {
+    std::thread::spawn(move || http::serve(listener, gateway));
+}
+
+/// Write every follower ID, one per line, in list order (for tests and users comparing exports).
+pub fn write_followers(followers: &Followers, path: &Path) -> Result<()> {
+    let file = fs::File::create(path)
+        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+    let mut w = std::io::BufWriter::new(file);
+    for i in 0..followers.count {
+        writeln!(w, "{}", followers.id(i))
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    }
+    w.flush()
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
