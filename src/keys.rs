@@ -538,10 +538,10 @@ mod tests {
     #[test]
     fn refuses_bad_keys_with_specific_messages() {
         let bare = TV5_PKCS8.trim();
-        refuses(bare[..bare.len() - 40].as_bytes(), "truncated");
-        refuses(bare[..bare.len() - 41].as_bytes(), "truncated");
+        refuses(&bare.as_bytes()[..bare.len() - 40], "truncated");
+        refuses(&bare.as_bytes()[..bare.len() - 41], "truncated");
         let p = pem("PRIVATE KEY", TV5_PKCS8);
-        refuses(p[..p.len() - 30].as_bytes(), "truncated");
+        refuses(&p.as_bytes()[..p.len() - 30], "truncated");
         refuses(TV5_PUBLIC.as_bytes(), "this is a public key");
         refuses(
             pem("PUBLIC KEY", TV5_PUBLIC).as_bytes(),
