@@ -1,1 +1,9 @@
-//! placeholder
+//! One integration-test crate: every test runs the built binary, usually against the emulator
+//! (also the built binary) over loopback.
+
+mod util;
+
+// The command line itself: help, version, usage errors, exit codes.
+mod cli;
+// `export` against the emulator: exact sets, OpenID, end styles, failures.
+mod export;

@@ -107,8 +107,12 @@ impl Handler for Gateway {
             },
             Some(Fault::Lost) => Reply::Drop { delay },
             Some(Fault::Tamper) => {
-                // Change one character inside the signed node: a digit if there is one.
-                if let Some(i) = body.iter().position(|b| b.is_ascii_digit()) {
+                // Change the last digit of the signed node (in a follower page, the last ID).
+                let node_end = body
+                    .windows(8)
+                    .rposition(|w| w == b",\"sign\":")
+                    .unwrap_or(body.len());
+                if let Some(i) = body[..node_end].iter().rposition(|b| b.is_ascii_digit()) {
                     body[i] = if body[i] == b'9' { b'8' } else { body[i] + 1 };
                 }
                 Reply::Send {
