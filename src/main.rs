@@ -7,6 +7,7 @@ mod credentials;
 mod emulator;
 mod error;
 mod export;
+mod formats;
 mod gateway;
 mod keys;
 mod output;
