@@ -29,8 +29,11 @@ pub struct Cli {
 #[argh(subcommand)]
 pub enum Command {
     Export(cmd::export::Args),
+    Check(cmd::check::Args),
+    Keygen(cmd::keygen::Args),
     Emulate(cmd::emulate::Args),
     Demo(cmd::demo::Args),
+    Alipay(cmd::alipay::Args),
 }
 
 impl Cli {
@@ -43,6 +46,9 @@ impl Cli {
             Some(Command::Export(args)) => cmd::export::run(args),
             Some(Command::Emulate(args)) => cmd::emulate::run(args),
             Some(Command::Demo(args)) => cmd::demo::run(args),
+            Some(Command::Check(args)) => cmd::check::run(args),
+            Some(Command::Keygen(args)) => cmd::keygen::run(args),
+            Some(Command::Alipay(args)) => cmd::alipay::run(args),
             None => Err(Error::Usage(
                 "no command given; try `alipaylife demo`, or `alipaylife --help` for the list"
                     .to_string(),
@@ -83,8 +89,11 @@ pub fn parse(argv: &[String]) -> std::result::Result<Cli, ExitCode> {
     }
 }
 
-/// `--flag=value` becomes `--flag value` (up to a lone `--`).
+/// `--flag=value` becomes `--flag value` (up to a lone `--`). After the pushtools-style `alipay`
+/// command, single-dash long flags become double-dash ones (`-appid X` → `--app-id X`,
+/// `-privatekey=Y` → `--private-key Y`), as in Jiguang's UMS guide.
 pub fn normalize(argv: &[String]) -> Vec<String> {
+    let pushtools = argv.first().is_some_and(|a| a == "alipay");
     let mut out = Vec::with_capacity(argv.len() + 4);
     let mut passthrough = false;
     for arg in argv {
@@ -92,17 +101,51 @@ pub fn normalize(argv: &[String]) -> Vec<String> {
             out.push(arg.clone());
             continue;
         }
-        if arg == "--" {
-            passthrough = true;
-            out.push(arg.clone());
-        } else if let (true, Some((flag, value))) = (arg.starts_with("--"), arg.split_once('=')) {
-            out.push(flag.to_string());
-            out.push(value.to_string());
+        let long = if pushtools && is_single_dash_word(arg) {
+            format!("-{arg}")
         } else {
-            out.push(arg.clone());
+            arg.clone()
+        };
+        if long == "--" {
+            passthrough = true;
+            out.push(long);
+            continue;
         }
+        let (flag, value) = match long.split_once('=') {
+            Some((flag, value)) if is_flag_name(flag) => {
+                (flag.to_string(), Some(value.to_string()))
+            }
+            _ => (long, None),
+        };
+        let flag = match flag.as_str() {
+            "--appid" if pushtools => "--app-id".to_string(),
+            "--privatekey" if pushtools => "--private-key".to_string(),
+            _ => flag,
+        };
+        out.push(flag);
+        out.extend(value);
     }
     out
+}
+
+/// `--name` with a lowercase name: not a value that happens to start with dashes (a PEM key).
+fn is_flag_name(s: &str) -> bool {
+    s.strip_prefix("--").is_some_and(|n| {
+        n.starts_with(|c: char| c.is_ascii_lowercase())
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    })
+}
+
+/// `-appid`, `-privatekey=…`: one dash and a word of two or more letters (not `-o`, `-v`, `-5`).
+fn is_single_dash_word(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('-') else {
+        return false;
+    };
+    let name = rest.split('=').next().unwrap_or("");
+    !rest.starts_with('-')
+        && name.len() >= 2
+        && name.chars().all(|c| c.is_ascii_lowercase() || c == '-')
 }
 
 /// What `gateway_command!` adds to a command, gathered.

@@ -255,6 +255,10 @@ fn hint(code: &str, sub_code: &str) -> Option<&'static str> {
 #[derive(Debug)]
 pub struct Reply {
     pub content: String,
+    /// The HTTP `Date` header, for the clock check.
+    pub date: Option<String>,
+    /// Whether the signature was verified with an Alipay public key.
+    pub verified: bool,
 }
 
 /// Retries made, by kind, for the summary.
@@ -334,6 +338,10 @@ impl Client {
         }
     }
 
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
     pub fn verifies(&self) -> bool {
         self.alipay_key.is_some()
     }
@@ -391,6 +399,11 @@ impl Client {
             .send(body.as_bytes());
         let mut response = result.map_err(|e| self.transport_error(e))?;
         let status = response.status().as_u16();
+        let date = response
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let trace_header = ["alipay-trace-id", "trace_id", "trace-id"]
             .iter()
             .find_map(|h| {
@@ -414,7 +427,9 @@ impl Client {
                 body: snippet(&text),
             });
         }
-        let reply = self.check_reply(method, &text, trace_header, &request.string_to_sign);
+        let reply = self
+            .check_reply(method, &text, trace_header, &request.string_to_sign)
+            .map(|r| Reply { date, ..r });
         if self.settings.verbose {
             let outcome = match &reply {
                 Ok(_) => "10000".to_string(),
@@ -486,6 +501,7 @@ impl Client {
             detail: format!("{e}: {}", snippet(body)),
         })?;
         let success = status.code == "10000" && extracted.root == Root::Method;
+        let mut verified = false;
         match (&self.alipay_key, envelope.sign.as_deref()) {
             (Some(key), Some(sig)) => {
                 if !response::verify(extracted.content, sig, key) {
@@ -498,6 +514,7 @@ impl Client {
                         ),
                     });
                 }
+                verified = true;
             }
             (Some(_), None) if success => {
                 return Err(CallError::Verification {
@@ -529,6 +546,8 @@ impl Client {
         }
         Ok(Reply {
             content: extracted.content.to_string(),
+            date: None,
+            verified,
         })
     }
 }

@@ -7,11 +7,12 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
-#[cfg(test)]
 use base64::engine::general_purpose;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey, EncodeRsaPrivateKey};
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use rsa::traits::PublicKeyParts;
 use rsa::{PrivateKey, PublicKey};
 
@@ -90,16 +91,47 @@ impl AppKey {
         self.key.to_public_key()
     }
 
-    #[cfg(test)]
+    /// The public half as bare base64 SubjectPublicKeyInfo: the text Alipay's console asks for.
     pub fn public_key_base64(&self) -> String {
-        use rsa::pkcs8::EncodePublicKey;
-        general_purpose::STANDARD.encode(
-            self.public_key()
-                .to_public_key_der()
-                .expect("encode")
-                .as_bytes(),
-        )
+        public_key_base64(&self.public_key())
     }
+
+    /// PKCS#8 PEM, for writing a generated key to disk.
+    pub fn to_pkcs8_pem(&self) -> String {
+        self.key
+            .to_pkcs8_pem(LineEnding::LF)
+            .expect("encode key")
+            .to_string()
+    }
+
+    /// PKCS#1 PEM, for tools that only read `BEGIN RSA PRIVATE KEY`.
+    pub fn to_pkcs1_pem(&self) -> String {
+        self.key
+            .to_pkcs1_pem(LineEnding::LF)
+            .expect("encode key")
+            .to_string()
+    }
+
+    /// A new RSA key from the operating system's random source.
+    pub fn generate(bits: usize) -> AppKey {
+        let key = PrivateKey::new(&mut getrandom::SysRng, bits).expect("generate RSA key");
+        AppKey {
+            key,
+            form: KeyForm {
+                syntax: Syntax::Pkcs8,
+                encoding: Encoding::Pem,
+            },
+        }
+    }
+}
+
+/// Bare base64 SubjectPublicKeyInfo (`MIIBIjANBgkqhkiG9w0BAQEF…`).
+pub fn public_key_base64(key: &PublicKey) -> String {
+    general_purpose::STANDARD.encode(
+        key.to_public_key_der()
+            .expect("encode public key")
+            .as_bytes(),
+    )
 }
 
 /// An RSA public key as users have it, with the form it was found in.

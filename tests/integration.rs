@@ -7,3 +7,7 @@ mod util;
 mod cli;
 // `export` against the emulator: exact sets, OpenID, end styles, failures.
 mod export;
+// No key material in any output.
+mod secrets;
+// `keygen`, `check`, the pushtools command line.
+mod setup;

@@ -40,6 +40,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         faults: Faults::none(),
         latency: Duration::ZERO,
         slow: Duration::ZERO,
+        no_life_account: false,
+        clock_offset_secs: 0,
     };
     eprintln!(
         "demo: preparing keys in {} (generated once, reused after)",

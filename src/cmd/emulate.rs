@@ -61,6 +61,12 @@ pub struct Args {
     /// milliseconds a "slow" fault waits before answering (default 35000, beyond the client's 30 s)
     #[argh(option, default = "35_000")]
     pub slow_ms: u64,
+    /// answer 40006 isv.insufficient-isv-permissions, as for an app without the Life Account capability
+    #[argh(switch)]
+    pub no_life_account: bool,
+    /// seconds to add to the emulator's clock (simulates a skewed client clock)
+    #[argh(option, default = "0")]
+    pub clock_offset_secs: i64,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -91,6 +97,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         faults: Faults::new(args.fault_rate, kinds.clone(), args.seed),
         latency: Duration::from_millis(args.latency_ms),
         slow: Duration::from_millis(args.slow_ms),
+        no_life_account: args.no_life_account,
+        clock_offset_secs: args.clock_offset_secs,
     };
     let (gateway, files) = emulator::prepare(config)?;
     let (listener, addr) = emulator::bind(&args.listen)?;

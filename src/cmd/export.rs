@@ -118,9 +118,10 @@ pub fn describe(exported: &Exported, client: &Client) -> String {
         Some(IdKind::UserId) | None => "user_id",
     };
     let mut line = format!(
-        "exported {} followers ({kind}) in {} pages to {target} in {:.1} s ({}/s)",
+        "exported {} followers ({kind}) in {} page{} to {target} in {:.1} s ({}/s)",
         output::count(summary.written),
         summary.pages,
+        if summary.pages == 1 { "" } else { "s" },
         elapsed.as_secs_f64(),
         output::rate(summary.written, *elapsed),
     );

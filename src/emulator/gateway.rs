@@ -34,6 +34,10 @@ pub struct Gateway {
     pub faults: Faults,
     pub latency: Duration,
     pub slow: Duration,
+    /// Answer 40006 to the Life Account APIs, as for an app without the capability.
+    pub no_life_account: bool,
+    /// Seconds added to the emulator's clock (Date header and timestamp check).
+    pub clock_offset_secs: i64,
 }
 
 /// An answer before faults are applied.
@@ -42,6 +46,10 @@ struct Answer {
 }
 
 impl Handler for Gateway {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + chrono::Duration::seconds(self.clock_offset_secs)
+    }
+
     fn handle(&self, request: &Request) -> Reply {
         if request.path() != "/gateway.do" {
             return plain(404, "not found: the gateway is at /gateway.do\n");
@@ -298,7 +306,7 @@ impl Gateway {
                 "非法的时间戳参数: 格式需要为yyyy-MM-dd HH:mm:ss",
             ));
         };
-        if (chrono::Utc::now().timestamp() - sent_at.timestamp()).abs() > MAX_SKEW_SECS {
+        if (self.now().timestamp() - sent_at.timestamp()).abs() > MAX_SKEW_SECS {
             return Err(invalid(
                 "isv.invalid-timestamp",
                 "非法的时间戳参数: 与网关时间相差超过15分钟",
@@ -350,6 +358,15 @@ impl Gateway {
     }
 
     fn follow_batchquery(&self, biz: &serde_json::Value, repeat_id: bool) -> Answer {
+        if self.no_life_account {
+            let status = Status::error(
+                "40006",
+                "Insufficient Permissions",
+                "isv.insufficient-isv-permissions",
+                "ISV权限不足，建议在开发者中心检查对应功能是否已经添加",
+            );
+            return self.node(FOLLOW_BATCHQUERY, &status);
+        }
         let field = if self.followers.openid {
             "open_id"
         } else {

@@ -59,6 +59,10 @@ pub enum Reply {
 
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: &Request) -> Reply;
+    /// The time to put in `Date` headers (an emulator may simulate a gateway whose clock is off).
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
 }
 
 /// Accept connections forever, one thread each, at most [`MAX_CONNECTIONS`] at once.
@@ -70,6 +74,7 @@ pub fn serve(listener: TcpListener, handler: Arc<dyn Handler>) -> io::Result<()>
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = write_response(
                 &mut stream,
+                handler.now(),
                 503,
                 "text/plain",
                 b"too many connections\n",
@@ -115,6 +120,7 @@ fn connection(stream: TcpStream, handler: &dyn Handler) {
             Err(Ok(e)) => {
                 let _ = write_response(
                     &mut writer,
+                    handler.now(),
                     e.status,
                     "text/plain",
                     format!("{}\n", e.message).as_bytes(),
@@ -137,7 +143,16 @@ fn connection(stream: TcpStream, handler: &dyn Handler) {
                 if !delay.is_zero() {
                     std::thread::sleep(delay);
                 }
-                if write_response(&mut writer, status, content_type, &body, close).is_err() || close
+                if write_response(
+                    &mut writer,
+                    handler.now(),
+                    status,
+                    content_type,
+                    &body,
+                    close,
+                )
+                .is_err()
+                    || close
                 {
                     return;
                 }
@@ -150,7 +165,13 @@ fn connection(stream: TcpStream, handler: &dyn Handler) {
                 return;
             }
             Reply::Truncate { status, body, keep } => {
-                let head = head(status, "application/json;charset=utf-8", body.len(), true);
+                let head = head(
+                    handler.now(),
+                    status,
+                    "application/json;charset=utf-8",
+                    body.len(),
+                    true,
+                );
                 let _ = writer.write_all(head.as_bytes());
                 let _ = writer.write_all(&body[..keep.min(body.len())]);
                 let _ = writer.flush();
@@ -304,8 +325,14 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn head(status: u16, content_type: &str, len: usize, close: bool) -> String {
-    let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT");
+fn head(
+    now: chrono::DateTime<chrono::Utc>,
+    status: u16,
+    content_type: &str,
+    len: usize,
+    close: bool,
+) -> String {
+    let date = now.format("%a, %d %b %Y %H:%M:%S GMT");
     format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\nDate: {date}\r\nConnection: {}\r\n\r\n",
         reason(status),
@@ -315,12 +342,13 @@ fn head(status: u16, content_type: &str, len: usize, close: bool) -> String {
 
 fn write_response(
     w: &mut TcpStream,
+    now: chrono::DateTime<chrono::Utc>,
     status: u16,
     content_type: &str,
     body: &[u8],
     close: bool,
 ) -> io::Result<()> {
-    let mut out = head(status, content_type, body.len(), close).into_bytes();
+    let mut out = head(now, status, content_type, body.len(), close).into_bytes();
     out.extend_from_slice(body);
     w.write_all(&out)?;
     w.flush()

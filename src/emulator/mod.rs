@@ -34,6 +34,8 @@ pub struct Config {
     pub faults: Faults,
     pub latency: Duration,
     pub slow: Duration,
+    pub no_life_account: bool,
+    pub clock_offset_secs: i64,
 }
 
 /// Where the emulator's keys are.
@@ -172,6 +174,8 @@ pub fn prepare(config: Config) -> Result<(Arc<Gateway>, KeyFiles)> {
         faults: config.faults,
         latency: config.latency,
         slow: config.slow,
+        no_life_account: config.no_life_account,
+        clock_offset_secs: config.clock_offset_secs,
     };
     Ok((Arc::new(gateway), files))
 }
