@@ -191,7 +191,11 @@ impl GatewayOpts {
 
     /// Validate settings, load credentials, build the client. Nothing is sent.
     pub fn client(&self) -> Result<Client> {
-        let settings = self.settings()?;
+        self.client_with(self.settings()?)
+    }
+
+    /// Load credentials and build the client with settings already validated.
+    pub fn client_with(&self, settings: Settings) -> Result<Client> {
         let Credentials {
             app_id,
             key,

@@ -135,13 +135,6 @@ impl Sink {
         }
     }
 
-    pub fn describe(&self) -> String {
-        match self {
-            Sink::Stdout(_) => "standard output".to_string(),
-            Sink::File(f) => f.path().display().to_string(),
-        }
-    }
-
     /// Flush after a page, so a reader (or a crash) sees every complete page.
     pub fn page_done(&mut self) -> Result<()> {
         match self {

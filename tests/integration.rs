@@ -7,6 +7,8 @@ mod util;
 mod cli;
 // `export` against the emulator: exact sets, OpenID, end styles, failures.
 mod export;
+// `export --format`: xlsx, txt, jsonl, ums-json, BOM, UMS layouts, flag checks.
+mod formats;
 // No key material in any output.
 mod secrets;
 // `keygen`, `check`, the pushtools command line.

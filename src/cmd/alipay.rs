@@ -7,7 +7,7 @@ use argh::FromArgs;
 
 use crate::cli::gateway_command;
 use crate::error::Result;
-use crate::output::Sink;
+use crate::formats::{self, Options};
 
 gateway_command! {
     /// pushtools-compatible export: alipaylife alipay -appid APPID -privatekey KEY (writes a UMS-ready CSV here)
@@ -38,8 +38,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let client = opts.client()?;
     let app_id = client.app_id().to_string();
     let file = format!("alipaylife_userid_{app_id}.csv");
-    let sink = Sink::open(&file)?;
-    let exported = super::export::export(&client, sink, None, opts.quiet)?;
+    let writer = formats::open(&file, &Options::csv())?;
+    let exported = super::export::export(&client, writer, &file, None, opts.quiet)?;
     if !opts.quiet {
         eprintln!(
             "alipaylife: {}",

@@ -10,9 +10,9 @@ use crate::emulator::faults::Faults;
 use crate::emulator::followers::{EndStyle, Followers};
 use crate::emulator::{self, Config};
 use crate::error::{Error, Result};
+use crate::formats::{self, Options};
 use crate::gateway::{Client, Settings};
 use crate::keys;
-use crate::output::Sink;
 
 /// run a complete export against a built-in emulator (no Alipay account needed)
 #[derive(FromArgs, Debug)]
@@ -80,8 +80,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(alipay.key),
     );
     let out = args.dir.join("followers.csv");
-    let sink = Sink::open(&out.to_string_lossy())?;
-    let exported = super::export::export(&client, sink, None, false)?;
+    let out_arg = out.to_string_lossy().into_owned();
+    let writer = formats::open(&out_arg, &Options::csv())?;
+    let exported = super::export::export(&client, writer, &out_arg, None, false)?;
     eprintln!("demo: {}", super::export::describe(&exported, &client));
     eprintln!(
         "demo: every request was signed with {} and every answer verified with {}",

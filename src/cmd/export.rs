@@ -8,22 +8,39 @@ use argh::FromArgs;
 use crate::cli::gateway_command;
 use crate::error::{Error, Result};
 use crate::export::{self, IdKind, Summary};
+use crate::formats::{self, Format, IdWriter, Options};
 use crate::gateway::Client;
-use crate::output::{self, Progress, Sink};
+use crate::output::{self, Progress};
 
 gateway_command! {
-    /// export every follower ID to CSV (column alipaylife_userid, ready for UMS upload)
+    /// export every follower ID: CSV (column alipaylife_userid, ready for UMS upload), xlsx, txt, jsonl or UMS JSON
     #[derive(FromArgs, Debug)]
     #[argh(
         subcommand,
         name = "export",
         example = "alipaylife export --app-id 2021000000000001 --private-key-file app_private_key.pem -o followers.csv",
-        example = "ALIPAY_GATEWAY=http://127.0.0.1:8080/gateway.do alipaylife export -o - | wc -l"
+        example = "ALIPAY_GATEWAY=http://127.0.0.1:8080/gateway.do alipaylife export -o - | wc -l",
+        example = "alipaylife export -o followers.xlsx --channel-code alipaylife123"
     )]
     pub struct Args {
         /// output file, or - for stdout (default followers.csv); written under a temporary name and renamed when complete
         #[argh(option, short = 'o', default = "String::from(\"followers.csv\")")]
         pub output: String,
+        /// output format: csv, xlsx, txt, jsonl or ums-json (default: from the -o extension, else csv)
+        #[argh(option)]
+        pub format: Option<Format>,
+        /// csv: start with a UTF-8 byte order mark and use CRLF line ends (for Excel on Chinese Windows)
+        #[argh(switch)]
+        pub bom: bool,
+        /// the UMS channel code: csv and xlsx get the columns userid,alipaylife_userid; required for ums-json
+        #[argh(option)]
+        pub channel_code: Option<String>,
+        /// with --channel-code: put this before each ID to make the UMS userid (default: the ID itself)
+        #[argh(option)]
+        pub userid_prefix: Option<String>,
+        /// ums-json: users per file (default 1000; the UMS limit is unconfirmed)
+        #[argh(option, default = "1000")]
+        pub batch_size: usize,
         /// stop after this many followers (to try a command on a large account)
         #[argh(option)]
         pub limit: Option<u64>,
@@ -32,10 +49,24 @@ gateway_command! {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let opts = args.gateway_opts();
-    // Everything that can be checked is checked before the first request.
-    let client = opts.client()?;
-    let sink = Sink::open(&args.output)?;
-    let exported = export(&client, sink, args.limit, opts.quiet)?;
+    // Everything that can be checked is checked before the first request: flags, then credentials.
+    let format = args
+        .format
+        .or_else(|| formats::infer(&args.output))
+        .unwrap_or(Format::Csv);
+    let options = Options {
+        format,
+        bom: args.bom,
+        channel_code: args.channel_code.clone(),
+        userid_prefix: args.userid_prefix.clone(),
+        batch_size: args.batch_size,
+    };
+    formats::validate(&args.output, &options)?;
+    let settings = opts.settings()?;
+    let client = opts.client_with(settings)?;
+    let writer = formats::open(&args.output, &options)?;
+    let mut exported = export(&client, writer, &args.output, args.limit, opts.quiet)?;
+    exported.options = Some(options);
     if !opts.quiet {
         eprintln!("alipaylife: {}", describe(&exported, &client));
     }
@@ -46,23 +77,34 @@ pub fn run(args: Args) -> Result<ExitCode> {
 pub struct Exported {
     pub summary: Summary,
     pub target: String,
+    /// The files written (empty for stdout).
+    pub files: Vec<std::path::PathBuf>,
     pub elapsed: Duration,
+    pub options: Option<Options>,
 }
 
-/// Run the export into `sink`, writing each page as it arrives.
-pub fn export(client: &Client, sink: Sink, limit: Option<u64>, quiet: bool) -> Result<Exported> {
-    let target = sink.describe();
-    let mut sink = sink;
-    write_rows(&mut sink, &target, &["alipaylife_userid"])?;
+/// Run the export into `writer`, writing each page as it arrives.
+pub fn export(
+    client: &Client,
+    mut writer: Box<dyn IdWriter>,
+    output: &str,
+    limit: Option<u64>,
+    quiet: bool,
+) -> Result<Exported> {
+    let target = if output == "-" {
+        "standard output".to_string()
+    } else {
+        output.to_string()
+    };
     let mut progress = Progress::new(quiet);
     let summary = export::run(
         |cursor| {
             let reply = client.call_read(export::METHOD, &export::biz_content(cursor))?;
             export::parse_page(&reply.content).map_err(Error::Failed)
         },
-        |_kind: IdKind, ids: &[&str]| {
-            write_rows(&mut sink, &target, ids)?;
-            sink.page_done()
+        |kind: IdKind, ids: &[&str]| {
+            writer.write_ids(kind, ids)?;
+            writer.page_done()
         },
         |s| {
             progress.update(|elapsed| {
@@ -79,31 +121,14 @@ pub fn export(client: &Client, sink: Sink, limit: Option<u64>, quiet: bool) -> R
     )?;
     let elapsed = progress.elapsed();
     progress.clear();
-    sink.finish()?;
+    let files = writer.finish()?;
     Ok(Exported {
         summary,
         target,
+        files,
         elapsed,
+        options: None,
     })
-}
-
-/// One CSV record (one column) per item, RFC 4180 quoting where needed.
-fn write_rows(sink: &mut Sink, target: &str, rows: &[&str]) -> Result<()> {
-    let mut wtr = csv::WriterBuilder::new()
-        .buffer_capacity(64 * 1024)
-        .from_writer(sink);
-    for row in rows {
-        wtr.write_record([row]).map_err(|e| csv_error(target, e))?;
-    }
-    wtr.flush()
-        .map_err(|e| Error::io(format!("writing {target}"), e))
-}
-
-fn csv_error(target: &str, err: csv::Error) -> Error {
-    match err.into_kind() {
-        csv::ErrorKind::Io(io) => Error::io(format!("writing {target}"), io),
-        other => Error::Failed(format!("writing {target}: {other:?}")),
-    }
 }
 
 /// The one-line summary.
@@ -111,8 +136,20 @@ pub fn describe(exported: &Exported, client: &Client) -> String {
     let Exported {
         summary,
         target,
+        files,
         elapsed,
+        options,
     } = exported;
+    let target = match files.as_slice() {
+        [] if target != "standard output" => "no file (no followers)".to_string(),
+        [] | [_] => target.clone(),
+        [first, .., last] => format!(
+            "{} files, {} … {}",
+            files.len(),
+            first.display(),
+            last.display()
+        ),
+    };
     let kind = match summary.kind {
         Some(IdKind::OpenId) => "open_id: this app uses OpenIDs",
         Some(IdKind::UserId) | None => "user_id",
@@ -142,6 +179,19 @@ pub fn describe(exported: &Exported, client: &Client) -> String {
     }
     if client.verifies() {
         line.push_str("; every answer's signature verified");
+    }
+    if let Some(options) = options {
+        if options.format == Format::Xlsx && formats::xlsx_sheet_count(summary.written) > 1 {
+            line.push_str(&format!(
+                "; {} sheets (a sheet holds 1,048,576 rows; the list continues on the next)",
+                formats::xlsx_sheet_count(summary.written)
+            ));
+        }
+        if let Some(code) = &options.channel_code {
+            line.push_str(&format!(
+                "; UMS layout: choose channel code {code} as bind_id when uploading"
+            ));
+        }
     }
     if summary.end == export::EndReason::Limit {
         line.push_str("; stopped at --limit");

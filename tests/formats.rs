@@ -1,0 +1,146 @@
+//! `export --format`: every format end to end against the emulator, and flag checks that fail
+//! before any network call.
+
+use std::io::Read;
+
+use crate::util::*;
+
+fn export_to(dir: &TestDir, em: &Emulator, out: &str, extra: &[&str]) -> Run {
+    let mut args: Vec<String> = vec!["export".into(), "-o".into(), dir.arg(out)];
+    args.extend(em.client_args());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn text_formats_and_ums_layouts() {
+    let dir = TestDir::new("formats");
+    let em = Emulator::start(
+        &dir,
+        &[
+            "--followers",
+            "10001",
+            "--write-followers",
+            &dir.arg("truth.txt"),
+        ],
+    );
+    let truth = lines(&dir.join("truth.txt"));
+
+    export_to(&dir, &em, "a.txt", &[]).code(0);
+    assert_eq!(
+        lines(&dir.join("a.txt")),
+        truth,
+        "txt: one ID per line, no header"
+    );
+
+    export_to(&dir, &em, "a.jsonl", &[]).code(0);
+    let first = lines(&dir.join("a.jsonl")).remove(0);
+    assert_eq!(
+        first,
+        format!(r#"{{"id":"{}","kind":"user_id"}}"#, truth[0])
+    );
+
+    export_to(&dir, &em, "bom.csv", &["--bom"]).code(0);
+    let bytes = std::fs::read(dir.join("bom.csv")).unwrap();
+    assert!(
+        bytes.starts_with(b"\xEF\xBB\xBFalipaylife_userid\r\n"),
+        "BOM and CRLF for Excel"
+    );
+
+    export_to(
+        &dir,
+        &em,
+        "ums.csv",
+        &["--channel-code", "alipaylife123", "--userid-prefix", "u_"],
+    )
+    .code(0)
+    .stderr_has("choose channel code alipaylife123 as bind_id");
+    let rows = lines(&dir.join("ums.csv"));
+    assert_eq!(rows[0], "userid,alipaylife_userid");
+    assert_eq!(rows[1], format!("u_{0},{0}", truth[0]));
+
+    export_to(
+        &dir,
+        &em,
+        "users.json",
+        &["--channel-code", "alipaylife123", "--batch-size", "4000"],
+    )
+    .code(0)
+    .stderr_has("3 files");
+    let batch: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("users-0003.json")).unwrap()).unwrap();
+    assert_eq!(batch.as_array().unwrap().len(), 2001);
+    assert_eq!(
+        batch[0],
+        serde_json::json!({"userid": truth[8000], "set": {"alipaylife": {"alipaylife123": truth[8000]}}})
+    );
+}
+
+#[test]
+fn xlsx_keeps_ids_as_text() {
+    let dir = TestDir::new("xlsx");
+    let em = Emulator::start(
+        &dir,
+        &[
+            "--followers",
+            "12000",
+            "--write-followers",
+            &dir.arg("truth.txt"),
+        ],
+    );
+    let truth = lines(&dir.join("truth.txt"));
+    export_to(&dir, &em, "f.xlsx", &[]).code(0);
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(dir.join("f.xlsx")).unwrap()).unwrap();
+    let mut sheet = String::new();
+    zip.by_name("xl/worksheets/sheet1.xml")
+        .unwrap()
+        .read_to_string(&mut sheet)
+        .unwrap();
+    for id in [&truth[0], &truth[11_999]] {
+        assert!(
+            sheet.contains(&format!("<t>{id}</t>")),
+            "{id} stored as a string"
+        );
+    }
+    assert!(
+        sheet.contains(r#"numberStoredAsText="1""#),
+        "green triangles suppressed"
+    );
+}
+
+#[test]
+fn bad_format_flags_fail_before_any_call() {
+    // The gateway is not running: an exit 2 with these messages proves nothing was sent.
+    let dir = TestDir::new("badflags");
+    let keys = dir.keys();
+    let key = keys.join("app_private_key.pem");
+    let base = [
+        "export",
+        "--gateway",
+        "http://127.0.0.1:1/gateway.do",
+        "--app-id",
+        APP_ID,
+        "--private-key-file",
+        key.to_str().unwrap(),
+    ];
+    let with = |extra: &[&str]| {
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    with(&["--format", "xls"])
+        .code(2)
+        .stderr_has("unknown --format \"xls\"");
+    with(&["-o", &dir.arg("u.json")])
+        .code(2)
+        .stderr_has("--channel-code");
+    with(&["-o", "-", "--format", "xlsx"])
+        .code(2)
+        .stderr_has("xlsx");
+    with(&["-o", &dir.arg("f.txt"), "--bom"])
+        .code(2)
+        .stderr_has("--bom");
+    with(&["-o", &dir.arg("no/such/dir/f.csv")])
+        .code(2)
+        .stderr_has("-o");
+}
