@@ -26,7 +26,21 @@ fn text_formats_and_ums_layouts() {
     );
     let truth = lines(&dir.join("truth.txt"));
 
-    export_to(&dir, &em, "a.txt", &[]).code(0);
+    export_to(
+        &dir,
+        &em,
+        "a.txt",
+        &["--summary-json", &dir.arg("summary.json")],
+    )
+    .code(0);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["followers"], 10001);
+    assert_eq!(summary["pages"], 2);
+    assert_eq!(summary["id_kind"], "user_id");
+    assert_eq!(summary["format"], "txt");
+    assert_eq!(summary["verified"], true);
+    assert_eq!(summary["output_files"][0], dir.arg("a.txt"));
     assert_eq!(
         lines(&dir.join("a.txt")),
         truth,

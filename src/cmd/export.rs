@@ -1,5 +1,7 @@
 //! `alipaylife export`: page through the follower list and write every ID as it arrives.
 
+use std::io::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::export::{self, IdKind, Summary};
 use crate::formats::{self, Format, IdWriter, Options};
 use crate::gateway::Client;
-use crate::output::{self, Progress};
+use crate::output::{self, AtomicFile, Progress};
 
 gateway_command! {
     /// export every follower ID: CSV (column alipaylife_userid, ready for UMS upload), xlsx, txt, jsonl or UMS JSON
@@ -44,6 +46,9 @@ gateway_command! {
         /// stop after this many followers (to try a command on a large account)
         #[argh(option)]
         pub limit: Option<u64>,
+        /// also write a machine-readable summary (counts, ID kind, retries, duration, files) to this JSON file
+        #[argh(option)]
+        pub summary_json: Option<String>,
     }
 }
 
@@ -64,9 +69,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
     formats::validate(&args.output, &options)?;
     let settings = opts.settings()?;
     let client = opts.client_with(settings)?;
+    // Created now, so an unwritable path fails before the export, not after it.
+    let summary_file = args
+        .summary_json
+        .as_deref()
+        .map(|p| AtomicFile::create(Path::new(p)))
+        .transpose()?;
     let writer = formats::open(&args.output, &options)?;
     let mut exported = export(&client, writer, &args.output, args.limit, opts.quiet)?;
     exported.options = Some(options);
+    if let Some(mut file) = summary_file {
+        let json = summary_json(&exported, &client);
+        let path = file.path().display().to_string();
+        serde_json::to_writer_pretty(&mut file, &json)
+            .map_err(|e| Error::io(format!("writing {path}"), e.into()))?;
+        file.write_all(b"\n")
+            .map_err(|e| Error::io(format!("writing {path}"), e))?;
+        file.commit()?;
+    }
     if !opts.quiet {
         eprintln!("alipaylife: {}", describe(&exported, &client));
     }
@@ -128,6 +148,30 @@ pub fn export(
         files,
         elapsed,
         options: None,
+    })
+}
+
+/// The `--summary-json` document.
+fn summary_json(exported: &Exported, client: &Client) -> serde_json::Value {
+    let Exported {
+        summary,
+        files,
+        elapsed,
+        options,
+        ..
+    } = exported;
+    serde_json::json!({
+        "followers": summary.written,
+        "pages": summary.pages,
+        "duplicates_dropped": summary.duplicates,
+        "id_kind": summary.kind.map(|k| k.to_string()),
+        "end": format!("{:?}", summary.end),
+        "retries": client.retries.snapshot(),
+        "retries_total": client.retries.total(),
+        "verified": client.verifies(),
+        "duration_secs": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        "format": options.as_ref().map(|o| o.format.name()),
+        "output_files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
     })
 }
 
