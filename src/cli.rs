@@ -29,6 +29,7 @@ pub struct Cli {
 #[argh(subcommand)]
 pub enum Command {
     Export(cmd::export::Args),
+    Send(cmd::send::Args),
     Check(cmd::check::Args),
     Keygen(cmd::keygen::Args),
     Emulate(cmd::emulate::Args),
@@ -47,6 +48,7 @@ impl Cli {
             Some(Command::Emulate(args)) => cmd::emulate::run(args),
             Some(Command::Demo(args)) => cmd::demo::run(args),
             Some(Command::Check(args)) => cmd::check::run(args),
+            Some(Command::Send(args)) => cmd::send::run(args),
             Some(Command::Keygen(args)) => cmd::keygen::run(args),
             Some(Command::Alipay(args)) => cmd::alipay::run(args),
             None => Err(Error::Usage(

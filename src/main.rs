@@ -12,6 +12,7 @@ mod gateway;
 mod keys;
 mod output;
 mod response;
+mod send;
 mod sign;
 
 use std::process::ExitCode;

@@ -9,6 +9,8 @@ mod cli;
 mod export;
 // `export --format`: xlsx, txt, jsonl, ums-json, BOM, UMS layouts, flag checks.
 mod formats;
+// `send`: batches, pacing, journal and resume against the emulator's delivery log.
+mod send;
 // No key material in any output.
 mod secrets;
 // `keygen`, `check`, the pushtools command line.

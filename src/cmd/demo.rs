@@ -42,6 +42,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         slow: Duration::ZERO,
         no_life_account: false,
         clock_offset_secs: 0,
+        messages: Default::default(),
     };
     eprintln!(
         "demo: preparing keys in {} (generated once, reused after)",

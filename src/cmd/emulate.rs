@@ -9,6 +9,7 @@ use argh::FromArgs;
 
 use crate::emulator::faults::{self, Fault, Faults};
 use crate::emulator::followers::{EndStyle, Followers};
+use crate::emulator::messages::MessagesConfig;
 use crate::emulator::{self, Config};
 use crate::error::{Error, Result};
 use crate::gateway::is_loopback;
@@ -67,6 +68,15 @@ pub struct Args {
     /// seconds to add to the emulator's clock (simulates a skewed client clock)
     #[argh(option, default = "0")]
     pub clock_offset_secs: i64,
+    /// template registry for message.single.send (a built-in default template when absent)
+    #[argh(option)]
+    pub templates: Option<PathBuf>,
+    /// message.single.send calls per second above which the answer is 40005 (default: no cap)
+    #[argh(option)]
+    pub qps_limit: Option<u32>,
+    /// write each delivered message as a JSON line to this file
+    #[argh(option)]
+    pub deliveries: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -99,6 +109,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         slow: Duration::from_millis(args.slow_ms),
         no_life_account: args.no_life_account,
         clock_offset_secs: args.clock_offset_secs,
+        messages: MessagesConfig {
+            templates: args.templates.clone(),
+            qps_limit: args.qps_limit,
+            deliveries: args.deliveries.clone(),
+        },
     };
     let (gateway, files) = emulator::prepare(config)?;
     let (listener, addr) = emulator::bind(&args.listen)?;

@@ -5,3 +5,4 @@ pub mod demo;
 pub mod emulate;
 pub mod export;
 pub mod keygen;
+pub mod send;

@@ -16,9 +16,11 @@ use serde::Serialize;
 use super::faults::{Fault, Faults};
 use super::followers::{Followers, Next};
 use super::http::{Handler, Reply, Request};
+use super::messages::{Messages, SendOutcome};
 
 pub const FOLLOW_BATCHQUERY: &str = "alipay.open.public.follow.batchquery";
-const METHODS: &[&str] = &[FOLLOW_BATCHQUERY];
+pub const MESSAGE_SINGLE_SEND: &str = "alipay.open.public.message.single.send";
+const METHODS: &[&str] = &[FOLLOW_BATCHQUERY, MESSAGE_SINGLE_SEND];
 
 /// How far the request timestamp may be from the emulator's clock. The real tolerance is
 /// UNCONFIRMED; 15 minutes is the value the issue tracker settled on.
@@ -31,6 +33,7 @@ pub struct Gateway {
     pub app_public: PublicKey,
     pub alipay_private: PrivateKey,
     pub followers: Followers,
+    pub messages: Messages,
     pub faults: Faults,
     pub latency: Duration,
     pub slow: Duration,
@@ -353,6 +356,15 @@ impl Gateway {
             .unwrap_or(serde_json::json!({}));
         match method {
             FOLLOW_BATCHQUERY => self.follow_batchquery(&biz, repeat_id),
+            MESSAGE_SINGLE_SEND => match self.messages.single_send(&biz, &self.followers) {
+                SendOutcome::Node(status) => self.node(method, &status),
+                SendOutcome::RateLimited => error_response(
+                    "40005",
+                    "Call Limited",
+                    "isv.app-call-limited",
+                    "调用频次超限",
+                ),
+            },
             _ => invalid("isv.invalid-method", "不存在的方法名"),
         }
     }

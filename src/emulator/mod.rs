@@ -5,6 +5,7 @@ pub mod faults;
 pub mod followers;
 pub mod gateway;
 pub mod http;
+pub mod messages;
 
 use std::fs;
 use std::io::Write as _;
@@ -36,6 +37,7 @@ pub struct Config {
     pub slow: Duration,
     pub no_life_account: bool,
     pub clock_offset_secs: i64,
+    pub messages: messages::MessagesConfig,
 }
 
 /// Where the emulator's keys are.
@@ -174,6 +176,7 @@ pub fn prepare(config: Config) -> Result<(Arc<Gateway>, KeyFiles)> {
         faults: config.faults,
         latency: config.latency,
         slow: config.slow,
+        messages: messages::Messages::new(config.messages)?,
         no_life_account: config.no_life_account,
         clock_offset_secs: config.clock_offset_secs,
     };

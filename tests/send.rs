@@ -1,0 +1,1 @@
+//! `alipaylife send` against the emulator (being written).
