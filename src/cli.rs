@@ -199,17 +199,9 @@ impl GatewayOpts {
     /// Load credentials and build the client with settings already validated.
     pub fn client_with(&self, settings: Settings) -> Result<Client> {
         let Credentials {
-            app_id,
-            key,
-            alipay_key,
-            ..
+            app_id, key, trust, ..
         } = credentials::load(&self.credentials, self.verbose)?;
-        Ok(Client::new(
-            settings,
-            app_id,
-            key,
-            alipay_key.map(|k| k.key),
-        ))
+        Ok(Client::new(settings, app_id, key, trust))
     }
 }
 
@@ -233,6 +225,15 @@ macro_rules! gateway_command {
             /// the Alipay public key file, to verify every response (else ALIPAY_PUBLIC_KEY, ALIPAY_PUBLIC_KEY_FILE)
             #[argh(option)]
             pub alipay_public_key_file: Option<String>,
+            /// certificate mode: the app public key certificate, appCertPublicKey_<APPID>.crt (else ALIPAY_APP_CERT_FILE)
+            #[argh(option)]
+            pub app_cert_file: Option<String>,
+            /// certificate mode: the Alipay public key certificate, alipayCertPublicKey_RSA2.crt (else ALIPAY_CERT_FILE)
+            #[argh(option)]
+            pub alipay_cert_file: Option<String>,
+            /// certificate mode: the Alipay root certificate bundle, alipayRootCert.crt (else ALIPAY_ROOT_CERT_FILE)
+            #[argh(option)]
+            pub alipay_root_cert_file: Option<String>,
             /// gateway: prod (default), sandbox, or a URL such as http://127.0.0.1:8080/gateway.do (else ALIPAY_GATEWAY)
             #[argh(option)]
             pub gateway: Option<String>,
@@ -261,6 +262,9 @@ macro_rules! gateway_command {
                         private_key_file: self.private_key_file.clone(),
                         private_key_inline: None,
                         alipay_public_key_file: self.alipay_public_key_file.clone(),
+                        app_cert_file: self.app_cert_file.clone(),
+                        alipay_cert_file: self.alipay_cert_file.clone(),
+                        alipay_root_cert_file: self.alipay_root_cert_file.clone(),
                     },
                     gateway: self.gateway.clone(),
                     timeout: self.timeout,

@@ -3,7 +3,9 @@
 
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 
+use crate::cert;
 use crate::error::{Error, Result};
+use crate::gateway::{CertTrust, Trust};
 use crate::keys::{self, AppKey, RsaPublic};
 
 /// The credential flags every command that calls the gateway shares.
@@ -14,6 +16,9 @@ pub struct Flags {
     /// The key text itself, from the pushtools-style `-privatekey` (warned about: visible in `ps`).
     pub private_key_inline: Option<String>,
     pub alipay_public_key_file: Option<String>,
+    pub app_cert_file: Option<String>,
+    pub alipay_cert_file: Option<String>,
+    pub alipay_root_cert_file: Option<String>,
 }
 
 pub struct Credentials {
@@ -21,7 +26,8 @@ pub struct Credentials {
     pub key: AppKey,
     /// Human description of where the key came from (a path or a variable name), never its content.
     pub key_source: String,
-    pub alipay_key: Option<RsaPublic>,
+    /// How answers are verified: not at all, with the Alipay public key, or with certificates.
+    pub trust: Trust,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -137,10 +143,18 @@ pub fn load(flags: &Flags, verbose: bool) -> Result<Credentials> {
     {
         return Err(Error::Config(format!(
             "the Alipay public key from {source} is your app's own public key (the public half of \
-                 the private key from {key_source}); responses are signed by Alipay, so copy the \
-                 \"Alipay public key\" (支付宝公钥) shown in the console after uploading your app \
-                 public key"
+             the private key from {key_source}); responses are signed by Alipay, so copy the \
+             \"Alipay public key\" (支付宝公钥) shown in the console after uploading your app \
+             public key"
         )));
+    }
+    let certs = certificates(flags, &key)?;
+    if certs.is_some() && alipay.is_some() {
+        return Err(Error::Config(
+            "both an Alipay public key and certificates are given; an app uses one signing method: \
+             drop --alipay-public-key-file (certificate mode) or the certificate flags (key mode)"
+                .to_string(),
+        ));
     }
     if verbose {
         eprintln!("alipaylife: app id {app_id}");
@@ -149,19 +163,97 @@ pub fn load(flags: &Flags, verbose: bool) -> Result<Credentials> {
             key.form,
             key.bits()
         );
-        match &alipay {
-            Some((k, source)) => {
+        match (&alipay, &certs) {
+            (Some((k, source)), _) => {
                 eprintln!("alipaylife: Alipay public key: {}, from {source}", k.form)
             }
-            None => eprintln!("alipaylife: no Alipay public key: responses will not be verified"),
+            (None, Some(c)) => eprintln!(
+                "alipaylife: certificate mode: app_cert_sn {}, alipay_root_cert_sn {}",
+                c.app_cert_sn, c.root_cert_sn
+            ),
+            (None, None) => {
+                eprintln!("alipaylife: no Alipay public key: responses will not be verified")
+            }
         }
     }
+    let trust = match (certs, alipay) {
+        (Some(c), _) => Trust::Certs(c),
+        (None, Some((k, _))) => Trust::Key(k.key),
+        (None, None) => Trust::Unverified,
+    };
     Ok(Credentials {
         app_id,
         key,
         key_source,
-        alipay_key: alipay.map(|(k, _)| k),
+        trust,
     })
+}
+
+/// Certificate mode: all three certificate files, or none.
+pub fn certificates(flags: &Flags, key: &AppKey) -> Result<Option<CertTrust>> {
+    let pick = |flag: &Option<String>, var: &str| flag.clone().or_else(|| env(var));
+    let app = pick(&flags.app_cert_file, "ALIPAY_APP_CERT_FILE");
+    let alipay = pick(&flags.alipay_cert_file, "ALIPAY_CERT_FILE");
+    let root = pick(&flags.alipay_root_cert_file, "ALIPAY_ROOT_CERT_FILE");
+    let (app, alipay, root) = match (app, alipay, root) {
+        (None, None, None) => return Ok(None),
+        (Some(a), Some(b), Some(c)) => (a, b, c),
+        (a, b, c) => {
+            let missing: Vec<&str> = [
+                (a.is_none(), "--app-cert-file"),
+                (b.is_none(), "--alipay-cert-file"),
+                (c.is_none(), "--alipay-root-cert-file"),
+            ]
+            .iter()
+            .filter(|(m, _)| *m)
+            .map(|(_, f)| *f)
+            .collect();
+            return Err(Error::Config(format!(
+                "certificate mode needs three files; missing {} (the app certificate, the Alipay \
+                 certificate and the Alipay root certificate, all downloaded from the console)",
+                missing.join(" and ")
+            )));
+        }
+    };
+    let load = |path: &str, what: &str| -> Result<Vec<cert::Cert>> {
+        let bytes = read_path(path, what)?;
+        cert::parse_bundle(&bytes).map_err(|m| Error::Config(format!("the {what} {path}: {m}")))
+    };
+    let app_certs = load(&app, "app certificate")?;
+    let app_cert = &app_certs[0];
+    if app_cert.public_key.as_ref() != Some(&key.public_key()) {
+        return Err(Error::Config(format!(
+            "the app certificate {app} does not belong to this private key: it certifies another key \
+             (subject {}); use the certificate issued for the CSR made with this private key",
+            app_cert.subject
+        )));
+    }
+    let mut alipay_keys = Vec::new();
+    for c in load(&alipay, "Alipay certificate")? {
+        let Some(k) = c.public_key else {
+            return Err(Error::Config(format!(
+                "the Alipay certificate {alipay} does not hold an RSA key"
+            )));
+        };
+        if k == key.public_key() {
+            return Err(Error::Config(format!(
+                "{alipay} is your app's own certificate, not Alipay's; --alipay-cert-file takes \
+                 alipayCertPublicKey_RSA2.crt"
+            )));
+        }
+        alipay_keys.push((c.sn, k));
+    }
+    let root_cert_sn = cert::root_sn(&load(&root, "Alipay root certificate")?);
+    if root_cert_sn.is_empty() {
+        return Err(Error::Config(format!(
+            "the root bundle {root} has no RSA-signed certificate"
+        )));
+    }
+    Ok(Some(CertTrust {
+        app_cert_sn: app_cert.sn.clone(),
+        root_cert_sn,
+        alipay: alipay_keys,
+    }))
 }
 
 fn read_path(path: &str, what: &str) -> Result<Vec<u8>> {

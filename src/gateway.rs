@@ -284,12 +284,38 @@ impl RetryStats {
     }
 }
 
+/// Certificate mode (protocol section 6): the SNs sent with every call, and the Alipay
+/// certificates' keys by SN for verifying answers.
+#[derive(Clone, Debug)]
+pub struct CertTrust {
+    pub app_cert_sn: String,
+    pub root_cert_sn: String,
+    pub alipay: Vec<(String, PublicKey)>,
+}
+
+/// How answers are verified.
+#[derive(Clone, Debug)]
+pub enum Trust {
+    /// No Alipay key: answers are used unverified (and the user is told once).
+    Unverified,
+    /// Key mode: the Alipay public key.
+    Key(PublicKey),
+    /// Certificate mode.
+    Certs(CertTrust),
+}
+
+impl From<Option<PublicKey>> for Trust {
+    fn from(key: Option<PublicKey>) -> Trust {
+        key.map_or(Trust::Unverified, Trust::Key)
+    }
+}
+
 pub struct Client {
     agent: Agent,
     settings: Settings,
     app_id: String,
     key: AppKey,
-    alipay_key: Option<PublicKey>,
+    trust: Trust,
     warned_unverified: AtomicBool,
     pub retries: RetryStats,
 }
@@ -304,12 +330,8 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    pub fn new(
-        settings: Settings,
-        app_id: String,
-        key: AppKey,
-        alipay_key: Option<PublicKey>,
-    ) -> Client {
+    pub fn new(settings: Settings, app_id: String, key: AppKey, trust: impl Into<Trust>) -> Client {
+        let trust = trust.into();
         let loopback = settings
             .url
             .parse::<ureq::http::Uri>()
@@ -332,7 +354,7 @@ impl Client {
             settings,
             app_id,
             key,
-            alipay_key,
+            trust,
             warned_unverified: AtomicBool::new(false),
             retries: RetryStats::default(),
         }
@@ -343,7 +365,7 @@ impl Client {
     }
 
     pub fn verifies(&self) -> bool {
-        self.alipay_key.is_some()
+        !matches!(self.trust, Trust::Unverified)
     }
 
     /// A read-only call, retried with exponential backoff and jitter on transport errors, HTTP 5xx,
@@ -379,11 +401,22 @@ impl Client {
     /// One signed POST and the checks on its answer. No retries.
     pub fn call_once(&self, method: &str, biz_content: &str) -> Result<Reply, CallError> {
         let timestamp = sign::timestamp(chrono::Utc::now());
+        let cert_params;
+        let extra: &[(&str, &str)] = match &self.trust {
+            Trust::Certs(c) => {
+                cert_params = [
+                    ("app_cert_sn", c.app_cert_sn.as_str()),
+                    ("alipay_root_cert_sn", c.root_cert_sn.as_str()),
+                ];
+                &cert_params
+            }
+            _ => &[],
+        };
         let common = sign::Common {
             app_id: &self.app_id,
             method,
             timestamp: &timestamp,
-            extra: &[],
+            extra,
         };
         let request = sign::sign(&self.key, sign::params(&common, biz_content));
         let (query, body) = sign::encode(&request);
@@ -501,39 +534,7 @@ impl Client {
             detail: format!("{e}: {}", snippet(body)),
         })?;
         let success = status.code == "10000" && extracted.root == Root::Method;
-        let mut verified = false;
-        match (&self.alipay_key, envelope.sign.as_deref()) {
-            (Some(key), Some(sig)) => {
-                if !response::verify(extracted.content, sig, key) {
-                    return Err(CallError::Verification {
-                        detail: format!(
-                            "the signature of the {method} answer does not verify with the configured \
-                             Alipay public key: the answer was altered on its way, or the key is not \
-                             Alipay's (it must be the \"Alipay public key\" from the console, not your \
-                             app's public key); nothing from this answer was used"
-                        ),
-                    });
-                }
-                verified = true;
-            }
-            (Some(_), None) if success => {
-                return Err(CallError::Verification {
-                    detail: format!(
-                        "the {method} answer is not signed, but an Alipay public key is configured; \
-                         an unsigned success is refused (check --gateway points at Alipay)"
-                    ),
-                });
-            }
-            (Some(_), None) => {} // unsigned failure: accepted as an (unverified) error, like the Java SDK
-            (None, _) => {
-                if !self.settings.quiet && !self.warned_unverified.swap(true, Ordering::Relaxed) {
-                    eprintln!(
-                        "alipaylife: warning: responses are not verified (no Alipay public key: set \
-                         --alipay-public-key-file or ALIPAY_PUBLIC_KEY)"
-                    );
-                }
-            }
-        }
+        let verified = self.verify(method, extracted.content, &envelope, success)?;
         if !success {
             let trace_id = trace_header.or_else(|| trace_from_sub_msg(status.sub_msg.as_deref()));
             let our_string = Some(our_string.to_string());
@@ -549,6 +550,78 @@ impl Client {
             date: None,
             verified,
         })
+    }
+}
+
+impl Client {
+    /// Apply the verification policy (protocol section 4, step 10): a success must verify; a failure
+    /// must verify when it is signed; an unsigned failure is accepted as an unverified error.
+    fn verify(
+        &self,
+        method: &str,
+        content: &str,
+        envelope: &response::Envelope,
+        success: bool,
+    ) -> Result<bool, CallError> {
+        let refuse = |detail: String| Err(CallError::Verification { detail });
+        let key = match &self.trust {
+            Trust::Unverified => {
+                if !self.settings.quiet && !self.warned_unverified.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "alipaylife: warning: responses are not verified (no Alipay public key: set \
+                         --alipay-public-key-file or ALIPAY_PUBLIC_KEY)"
+                    );
+                }
+                return Ok(false);
+            }
+            Trust::Key(key) => key,
+            Trust::Certs(certs) => match envelope.alipay_cert_sn.as_deref() {
+                Some(sn) => match certs.alipay.iter().find(|(s, _)| s == sn) {
+                    Some((_, key)) => key,
+                    None => {
+                        let ours: Vec<&str> =
+                            certs.alipay.iter().map(|(s, _)| s.as_str()).collect();
+                        return refuse(format!(
+                            "the {method} answer is signed by the Alipay certificate with SN {sn}, but \
+                             the configured Alipay certificate has SN {}: Alipay has probably rotated \
+                             its certificate; download the current alipayCertPublicKey_RSA2.crt from \
+                             the console",
+                            ours.join(", ")
+                        ));
+                    }
+                },
+                None if success => {
+                    return refuse(format!(
+                        "the {method} answer has no alipay_cert_sn, but certificate mode is configured; \
+                         a successful certificate-mode answer without one is refused (is the app really \
+                         in certificate mode?)"
+                    ));
+                }
+                None => match certs.alipay.first() {
+                    Some((_, key)) => key,
+                    None => return Ok(false),
+                },
+            },
+        };
+        match envelope.sign.as_deref() {
+            Some(sig) if response::verify(content, sig, key) => Ok(true),
+            Some(_) => refuse(format!(
+                "the signature of the {method} answer does not verify with the configured Alipay \
+                 {}: the answer was altered on its way, or the key is not Alipay's (it must be the \
+                 \"Alipay public key\" from the console, not your app's public key); nothing from \
+                 this answer was used",
+                if matches!(self.trust, Trust::Certs(_)) {
+                    "certificate"
+                } else {
+                    "public key"
+                }
+            )),
+            None if success => refuse(format!(
+                "the {method} answer is not signed, but an Alipay public key is configured; an \
+                 unsigned success is refused (check --gateway points at Alipay)"
+            )),
+            None => Ok(false),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Entry point: normalise argv, parse it, run the command, turn the result into an exit code.
 #![forbid(unsafe_code)]
 
+mod cert;
 mod cli;
 mod cmd;
 mod credentials;

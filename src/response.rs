@@ -122,6 +122,8 @@ fn scan_object_end(bytes: &[u8], start: usize) -> Option<usize> {
 #[derive(Debug, Default, Deserialize)]
 pub struct Envelope {
     pub sign: Option<String>,
+    /// Certificate mode: the SN of the Alipay certificate that signed.
+    pub alipay_cert_sn: Option<String>,
 }
 
 pub fn envelope(body: &str) -> Result<Envelope, serde_json::Error> {

@@ -3,6 +3,8 @@
 
 mod util;
 
+// Certificate mode: SNs sent, checked and verified.
+mod certs;
 // The command line itself: help, version, usage errors, exit codes.
 mod cli;
 // `export` against the emulator: exact sets, OpenID, end styles, failures.

@@ -10,7 +10,7 @@ use crate::cli::gateway_command;
 use crate::credentials;
 use crate::error::{Error, Result};
 use crate::export;
-use crate::gateway::{CallError, Client};
+use crate::gateway::{CallError, Client, Trust};
 
 gateway_command! {
     /// check the app id, keys, clock and gateway with one harmless signed call (the first follower page)
@@ -132,6 +132,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             );
             Some(k.key)
         }
+        Ok(None) if credentials::certificates(flags, &key).is_ok_and(|c| c.is_some()) => None,
         Ok(None) => {
             report.warn(
                 "Alipay key",
@@ -149,13 +150,48 @@ pub fn run(args: Args) -> Result<ExitCode> {
             return report.finish();
         }
     };
+    let trust = match credentials::certificates(flags, &key) {
+        Ok(Some(_)) if alipay_key.is_some() => {
+            report.fail(
+                "certificates",
+                "both an Alipay public key and certificates are given",
+                "an app uses one signing method: drop --alipay-public-key-file or the certificate flags",
+                2,
+            );
+            return report.finish();
+        }
+        Ok(Some(certs)) => {
+            let alipay_sns: Vec<&str> = certs.alipay.iter().map(|(sn, _)| sn.as_str()).collect();
+            report.ok(
+                "certificates",
+                &format!(
+                    "app_cert_sn {}, alipay_root_cert_sn {}, Alipay certificate SN {}\n(the app certificate \
+                     belongs to this private key)",
+                    certs.app_cert_sn,
+                    certs.root_cert_sn,
+                    alipay_sns.join(", ")
+                ),
+            );
+            Trust::Certs(certs)
+        }
+        Ok(None) => alipay_key.into(),
+        Err(e) => {
+            report.fail(
+                "certificates",
+                &e.to_string(),
+                "the certificate files cannot be used as given",
+                2,
+            );
+            return report.finish();
+        }
+    };
     report.info("gateway", &settings.url);
     // The report says whether answers are verified; the client's own warning would repeat it.
     let settings = crate::gateway::Settings {
         quiet: true,
         ..settings
     };
-    let client = Client::new(settings, app_id, key, alipay_key);
+    let client = Client::new(settings, app_id, key, trust);
     match client.call_once(export::METHOD, &export::biz_content(None)) {
         Ok(reply) => {
             clock(&mut report, reply.date.as_deref());

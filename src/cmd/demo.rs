@@ -43,6 +43,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         no_life_account: false,
         clock_offset_secs: 0,
         messages: Default::default(),
+        cert_files: None,
     };
     eprintln!(
         "demo: preparing keys in {} (generated once, reused after)",

@@ -74,6 +74,15 @@ pub struct Args {
     /// message.single.send calls per second above which the answer is 40005 (default: no cap)
     #[argh(option)]
     pub qps_limit: Option<u32>,
+    /// certificate mode: the app certificate whose SN requests must carry (its key checks signatures)
+    #[argh(option)]
+    pub app_cert_file: Option<PathBuf>,
+    /// certificate mode: the emulator's Alipay certificate (for KEYS_DIR/alipay_private_key.pem)
+    #[argh(option)]
+    pub alipay_cert_file: Option<PathBuf>,
+    /// certificate mode: the root bundle whose RSA roots make alipay_root_cert_sn
+    #[argh(option)]
+    pub alipay_root_cert_file: Option<PathBuf>,
     /// write each delivered message as a JSON line to this file
     #[argh(option)]
     pub deliveries: Option<PathBuf>,
@@ -90,6 +99,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let kinds = match &args.fault_kinds {
         Some(list) => faults::parse_kinds(list).map_err(Error::Usage)?,
         None => Fault::DEFAULT.to_vec(),
+    };
+    let cert_files = match (
+        &args.app_cert_file,
+        &args.alipay_cert_file,
+        &args.alipay_root_cert_file,
+    ) {
+        (None, None, None) => None,
+        (Some(a), Some(b), Some(c)) => Some([a.clone(), b.clone(), c.clone()]),
+        _ => {
+            return Err(Error::Usage(
+                "certificate mode needs --app-cert-file, --alipay-cert-file and --alipay-root-cert-file together"
+                    .to_string(),
+            ));
+        }
     };
     let followers = Followers {
         count: args.followers,
@@ -114,6 +137,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             qps_limit: args.qps_limit,
             deliveries: args.deliveries.clone(),
         },
+        cert_files,
     };
     let (gateway, files) = emulator::prepare(config)?;
     let (listener, addr) = emulator::bind(&args.listen)?;

@@ -41,6 +41,15 @@ pub struct Gateway {
     pub no_life_account: bool,
     /// Seconds added to the emulator's clock (Date header and timestamp check).
     pub clock_offset_secs: i64,
+    /// Certificate mode: the SNs requests must carry, and the SN answers are signed under.
+    pub cert: Option<CertSns>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CertSns {
+    pub app_cert_sn: String,
+    pub root_cert_sn: String,
+    pub alipay_cert_sn: String,
 }
 
 /// An answer before faults are applied.
@@ -119,9 +128,9 @@ impl Handler for Gateway {
             Some(Fault::Lost) => Reply::Drop { delay },
             Some(Fault::Tamper) => {
                 // Change the last digit of the signed node (in a follower page, the last ID).
-                let node_end = body
-                    .windows(8)
-                    .rposition(|w| w == b",\"sign\":")
+                let node_end = [&b",\"alipay_cert_sn\":"[..], b",\"sign\":"]
+                    .iter()
+                    .find_map(|marker| body.windows(marker.len()).rposition(|w| w == *marker))
                     .unwrap_or(body.len());
                 if let Some(i) = body[..node_end].iter().rposition(|b| b.is_ascii_digit()) {
                     body[i] = if body[i] == b'9' { b'8' } else { body[i] + 1 };
@@ -251,9 +260,14 @@ impl Gateway {
             .pkcs1v15_sign::<sha2::Sha256>(text.as_bytes())
             .expect("sign answer");
         let name = format!("{}_response", method.replace('.', "_"));
+        // Certificate mode puts the signing certificate's SN beside `sign`, before it.
+        let cert_sn = match &self.cert {
+            Some(c) => format!(",\"alipay_cert_sn\":\"{}\"", c.alipay_cert_sn),
+            None => String::new(),
+        };
         Answer {
             body: format!(
-                "{{\"{name}\":{text},\"sign\":\"{}\"}}",
+                "{{\"{name}\":{text}{cert_sn},\"sign\":\"{}\"}}",
                 STANDARD.encode(sig)
             ),
         }
@@ -294,6 +308,26 @@ impl Gateway {
         }
         if get("charset").is_some_and(|c| !c.eq_ignore_ascii_case("utf-8")) {
             return Err(invalid("isv.invalid-charset", "字符集错误"));
+        }
+        if let Some(cert) = &self.cert {
+            let Some(app_sn) = get("app_cert_sn") else {
+                return Err(missing("isv.missing-app-cert-sn", "缺少应用公钥证书序列号"));
+            };
+            let Some(root_sn) = get("alipay_root_cert_sn") else {
+                return Err(missing(
+                    "isv.missing-alipay-root-cert-sn",
+                    "缺少支付宝根证书序列号",
+                ));
+            };
+            if app_sn != cert.app_cert_sn {
+                return Err(invalid("isv.app-cert-not-exist", "应用公钥证书不存在"));
+            }
+            if root_sn != cert.root_cert_sn {
+                return Err(invalid(
+                    "isv.invalid-alipay-root-cert-sn",
+                    "无效的支付宝根证书序列号",
+                ));
+            }
         }
         if sign_type != "RSA2" {
             return Err(invalid("isv.invalid-signature-type", "无效的签名类型"));

@@ -38,6 +38,8 @@ pub struct Config {
     pub no_life_account: bool,
     pub clock_offset_secs: i64,
     pub messages: messages::MessagesConfig,
+    /// Certificate mode: the app certificate, the emulator's Alipay certificate, the root bundle.
+    pub cert_files: Option<[PathBuf; 3]>,
 }
 
 /// Where the emulator's keys are.
@@ -166,8 +168,37 @@ pub fn keys(
 
 /// Build the gateway from a config: keys ready, nothing listening yet.
 pub fn prepare(config: Config) -> Result<(Arc<Gateway>, KeyFiles)> {
-    let (alipay_private, app_public, files) =
+    let (alipay_private, mut app_public, files) =
         keys(&config.keys_dir, config.app_public_key_file.as_deref())?;
+    let cert = match &config.cert_files {
+        None => None,
+        Some([app, alipay, root]) => {
+            let read = |path: &PathBuf| -> Result<Vec<crate::cert::Cert>> {
+                let bytes = fs::read(path)
+                    .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+                crate::cert::parse_bundle(&bytes)
+                    .map_err(|m| Error::Config(format!("{}: {m}", path.display())))
+            };
+            let app_cert = read(app)?.remove(0);
+            let alipay_cert = read(alipay)?.remove(0);
+            if alipay_cert.public_key.as_ref() != Some(&alipay_private.to_public_key()) {
+                return Err(Error::Config(format!(
+                    "{} does not certify the emulator's Alipay key {}: issue it for that key",
+                    alipay.display(),
+                    config.keys_dir.join("alipay_private_key.pem").display()
+                )));
+            }
+            // In certificate mode the app's key is the one its certificate holds.
+            app_public = app_cert.public_key.clone().ok_or_else(|| {
+                Error::Config(format!("{} does not hold an RSA key", app.display()))
+            })?;
+            Some(gateway::CertSns {
+                app_cert_sn: app_cert.sn,
+                root_cert_sn: crate::cert::root_sn(&read(root)?),
+                alipay_cert_sn: alipay_cert.sn,
+            })
+        }
+    };
     let gateway = Gateway {
         app_id: config.app_id,
         app_public,
@@ -179,6 +210,7 @@ pub fn prepare(config: Config) -> Result<(Arc<Gateway>, KeyFiles)> {
         messages: messages::Messages::new(config.messages)?,
         no_life_account: config.no_life_account,
         clock_offset_secs: config.clock_offset_secs,
+        cert,
     };
     Ok((Arc::new(gateway), files))
 }
