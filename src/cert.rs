@@ -163,7 +163,7 @@ mod tests {
         let pem =
             std::str::from_utf8(include_bytes!("../tests/fixtures/tv5_app_cert.pem")).unwrap();
         assert!(
-            parse_bundle(pem[..pem.len() - 40].as_bytes())
+            parse_bundle(&pem.as_bytes()[..pem.len() - 40])
                 .unwrap_err()
                 .contains("truncated")
         );
