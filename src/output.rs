@@ -25,6 +25,30 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.partial"))
 }
 
+/// The mode finished data files get (`--file-mode`); they are 0600 while written, whatever it is.
+static FILE_MODE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// Parse and set `--file-mode` (octal, e.g. `640`) once, for every file this run writes.
+pub fn set_file_mode(mode: &str) -> Result<()> {
+    let parsed = u32::from_str_radix(mode.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--file-mode {mode:?} is not an octal mode like 600 or 640"
+            ))
+        })?;
+    if parsed & 0o002 != 0 {
+        return Err(Error::Usage(format!(
+            "--file-mode {mode} would let every user of the machine change the file; use at most 664"
+        )));
+    }
+    let _ = FILE_MODE.set(parsed);
+    Ok(())
+}
+
+/// Create (truncating) a file readable and writable by its owner only: exports, reports and
+/// journals hold personal data.
 pub fn create_private(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -74,6 +98,13 @@ impl AtomicFile {
     pub fn commit(mut self) -> Result<()> {
         self.sync()?;
         drop(self.file.take());
+        #[cfg(unix)]
+        if let Some(mode) = FILE_MODE.get() {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&self.temp, fs::Permissions::from_mode(*mode)).map_err(|e| {
+                Error::io(format!("setting the mode of {}", self.temp.display()), e)
+            })?;
+        }
         fs::rename(&self.temp, &self.path).map_err(|e| {
             Error::io(
                 format!(

@@ -47,7 +47,14 @@ fn text_formats_and_ums_layouts() {
         "txt: one ID per line, no header"
     );
 
-    export_to(&dir, &em, "a.jsonl", &[]).code(0);
+    export_to(&dir, &em, "a.jsonl", &["--file-mode", "640"]).code(0);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("a.txt"), 0o600, "personal data: owner only by default");
+        assert_eq!(mode("a.jsonl"), 0o640, "--file-mode asked for group read");
+    }
     let first = lines(&dir.join("a.jsonl")).remove(0);
     assert_eq!(
         first,
@@ -145,6 +152,12 @@ fn bad_format_flags_fail_before_any_call() {
     with(&["--format", "xls"])
         .code(2)
         .stderr_has("unknown --format \"xls\"");
+    with(&["--file-mode", "666"])
+        .code(2)
+        .stderr_has("every user of the machine");
+    with(&["--file-mode", "rw"])
+        .code(2)
+        .stderr_has("not an octal mode");
     with(&["-o", &dir.arg("u.json")])
         .code(2)
         .stderr_has("--channel-code");

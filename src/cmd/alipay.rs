@@ -22,11 +22,17 @@ gateway_command! {
         /// the private key text itself (visible to other users in `ps`: prefer --private-key-file or ALIPAY_PRIVATE_KEY_FILE)
         #[argh(option)]
         pub private_key: Option<String>,
+        /// permissions of the CSV written, in octal (default 600: owner only)
+        #[argh(option)]
+        pub file_mode: Option<String>,
     }
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let mut opts = args.gateway_opts();
+    if let Some(mode) = &args.file_mode {
+        crate::output::set_file_mode(mode)?;
+    }
     if let Some(text) = &args.private_key {
         eprintln!(
             "alipaylife: warning: a private key given on the command line is visible to other users of \

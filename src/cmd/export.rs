@@ -46,6 +46,9 @@ gateway_command! {
         /// stop after this many followers (to try a command on a large account)
         #[argh(option)]
         pub limit: Option<u64>,
+        /// permissions of the files written, in octal (default 600: owner only, as they hold personal data)
+        #[argh(option)]
+        pub file_mode: Option<String>,
         /// also write a machine-readable summary (counts, ID kind, retries, duration, files) to this JSON file
         #[argh(option)]
         pub summary_json: Option<String>,
@@ -67,6 +70,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         batch_size: args.batch_size,
     };
     formats::validate(&args.output, &options)?;
+    if let Some(mode) = &args.file_mode {
+        output::set_file_mode(mode)?;
+    }
     let settings = opts.settings()?;
     let client = opts.client_with(settings)?;
     // Created now, so an unwritable path fails before the export, not after it.
