@@ -8,13 +8,14 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 pub const METHOD: &str = "alipay.open.public.follow.batchquery";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum IdKind {
     UserId,
     OpenId,
@@ -30,7 +31,8 @@ impl fmt::Display for IdKind {
 }
 
 /// Where the next page starts, in the field the gateway gave it in.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Cursor {
     /// `next_user_id`: per the API doc, the first user of the next page.
     UserId(String),
@@ -85,8 +87,9 @@ pub fn parse_page(content: &str) -> std::result::Result<Page, String> {
     Ok(Page { kind, ids, cursor })
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EndReason {
+    #[default]
     EmptyPage,
     NoCursor,
     RepeatedCursor,
@@ -104,7 +107,7 @@ impl fmt::Display for EndReason {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     pub written: u64,
     pub pages: u64,
@@ -113,23 +116,44 @@ pub struct Summary {
     pub end: EndReason,
 }
 
+/// Where a run starts: the beginning, or the state a checkpoint saved.
+#[derive(Debug, Default)]
+pub struct Start {
+    /// The cursor to request next (`None` = the first page).
+    pub cursor: Option<Cursor>,
+    /// Cursors already used (loop detection).
+    pub used: HashSet<Cursor>,
+    /// IDs of the page written last (duplicates of them are dropped).
+    pub previous: HashSet<String>,
+    /// Counts so far.
+    pub summary: Summary,
+}
+
+/// One written page, with everything a checkpoint needs to continue after it.
+pub struct Step<'a> {
+    pub kind: IdKind,
+    pub ids: &'a [&'a str],
+    /// The cursor this page was requested with (to re-read it on resume).
+    pub cursor: Option<&'a Cursor>,
+    /// The cursor of the next page, or `None` when this page ends the list.
+    pub next: Option<&'a Cursor>,
+    pub used: &'a HashSet<Cursor>,
+    pub summary: &'a Summary,
+}
+
 /// Page through the list until its end, handing each page's new IDs to `write_page`.
 pub fn run(
+    start: Start,
     mut fetch: impl FnMut(Option<&Cursor>) -> Result<Page>,
-    mut write_page: impl FnMut(IdKind, &[&str]) -> Result<()>,
-    mut on_page: impl FnMut(&Summary),
+    mut write_page: impl FnMut(&Step<'_>) -> Result<()>,
     limit: Option<u64>,
 ) -> Result<Summary> {
-    let mut summary = Summary {
-        written: 0,
-        pages: 0,
-        duplicates: 0,
-        kind: None,
-        end: EndReason::EmptyPage,
-    };
-    let mut cursor: Option<Cursor> = None;
-    let mut used: HashSet<Cursor> = HashSet::new();
-    let mut previous: HashSet<String> = HashSet::new();
+    let Start {
+        mut cursor,
+        mut used,
+        mut previous,
+        mut summary,
+    } = start;
     loop {
         if limit.is_some_and(|l| summary.written >= l) {
             summary.end = EndReason::Limit;
@@ -169,27 +193,38 @@ pub fn run(
                 fresh.truncate(room);
             }
         }
-        write_page(page.kind, &fresh)?;
-        summary.written += fresh.len() as u64;
-        on_page(&summary);
-        if hit_limit {
-            summary.end = EndReason::Limit;
-            break;
-        }
-        previous = page.ids.into_iter().collect();
-        match page.cursor {
-            None => {
+        // Decide how the list goes on before writing, so the checkpoint written with the page
+        // already holds the state after it.
+        let next = match (&page.cursor, hit_limit) {
+            (_, true) => {
+                summary.end = EndReason::Limit;
+                None
+            }
+            (None, false) => {
                 summary.end = EndReason::NoCursor;
-                break;
+                None
             }
-            Some(next) => {
-                if !used.insert(next.clone()) {
-                    summary.end = EndReason::RepeatedCursor;
-                    break;
-                }
-                cursor = Some(next);
+            (Some(n), false) if used.contains(n) => {
+                summary.end = EndReason::RepeatedCursor;
+                None
             }
-        }
+            (Some(n), false) => {
+                used.insert(n.clone());
+                Some(n.clone())
+            }
+        };
+        summary.written += fresh.len() as u64;
+        write_page(&Step {
+            kind: page.kind,
+            ids: &fresh,
+            cursor: cursor.as_ref(),
+            next: next.as_ref(),
+            used: &used,
+            summary: &summary,
+        })?;
+        let Some(next) = next else { break };
+        previous = page.ids.into_iter().collect();
+        cursor = Some(next);
     }
     Ok(summary)
 }
@@ -212,15 +247,15 @@ mod tests {
         let mut requested = Vec::new();
         let mut written = Vec::new();
         let summary = run(
+            Start::default(),
             |c| {
                 requested.push(c.cloned());
                 Ok(pages.next().expect("the loop asked for one page too many"))
             },
-            |_, ids| {
-                written.extend(ids.iter().map(|s| s.to_string()));
+            |step| {
+                written.extend(step.ids.iter().map(|s| s.to_string()));
                 Ok(())
             },
-            |_| {},
             limit,
         )
         .unwrap();
@@ -302,7 +337,13 @@ mod tests {
             },
         ]
         .into_iter();
-        let err = run(|_| Ok(pages.next().unwrap()), |_, _| Ok(()), |_| {}, None).unwrap_err();
+        let err = run(
+            Start::default(),
+            |_| Ok(pages.next().unwrap()),
+            |_| Ok(()),
+            None,
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("switched from user_id to open_id"),
             "{err}"

@@ -364,6 +364,10 @@ impl Client {
         &self.app_id
     }
 
+    pub fn url(&self) -> &str {
+        &self.settings.url
+    }
+
     pub fn verifies(&self) -> bool {
         !matches!(self.trust, Trust::Unverified)
     }

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod cert;
+mod checkpoint;
 mod cli;
 mod cmd;
 mod credentials;

@@ -140,6 +140,27 @@ fn survives_injected_faults_with_retries() {
 }
 
 #[test]
+fn a_quarter_million_followers_through_ten_percent_faults_of_every_kind() {
+    let (r, exported, truth) = export_with(
+        // Seed 22 puts six faults of five kinds into the first 28 calls (reset, slow, repeat-id,
+        // unknown-error, rate-limit), so the run is the same every time.
+        &[
+            "--followers",
+            "250000",
+            "--fault-rate",
+            "0.1",
+            "--slow-ms",
+            "1500",
+            "--seed",
+            "22",
+        ],
+        &["--timeout", "1", "--retries", "8"],
+    );
+    r.code(0).stderr_has("retries (");
+    assert_exact(exported, &truth);
+}
+
+#[test]
 fn uploaded_public_key_does_not_match_the_private_key() {
     let dir = TestDir::new("mismatch");
     let em = Emulator::start(&dir, &["--followers", "5"]);

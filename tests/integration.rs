@@ -13,6 +13,8 @@ mod export;
 mod formats;
 // `send`: batches, pacing, journal and resume against the emulator's delivery log.
 mod send;
+// Crash-safe exports: SIGKILL and --resume, Ctrl-C.
+mod resume;
 // No key material in any output.
 mod secrets;
 // `keygen`, `check`, the pushtools command line.

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 
+use super::export::{Existing, Job};
 use crate::cli::gateway_command;
 use crate::error::Result;
-use crate::formats::{self, Options};
+use crate::formats::Options;
 
 gateway_command! {
     /// pushtools-compatible export: alipaylife alipay -appid APPID -privatekey KEY (writes a UMS-ready CSV here)
@@ -44,8 +45,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let client = opts.client()?;
     let app_id = client.app_id().to_string();
     let file = format!("alipaylife_userid_{app_id}.csv");
-    let writer = formats::open(&file, &Options::csv())?;
-    let exported = super::export::export(&client, writer, &file, None, opts.quiet)?;
+    // Like the pushtools utility, a re-run simply continues an interrupted export of the same app.
+    let job = Job {
+        output: &file,
+        options: Options::csv(),
+        limit: None,
+        quiet: opts.quiet,
+        existing: Existing::Resume,
+    };
+    let exported = super::export::export(&client, job)?;
     if !opts.quiet {
         eprintln!(
             "alipaylife: {}",

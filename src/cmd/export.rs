@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
+use crate::checkpoint::{self, Checkpoint, IdList};
 use crate::cli::gateway_command;
 use crate::error::{Error, Result};
 use crate::export::{self, IdKind, Summary};
-use crate::formats::{self, Format, IdWriter, Options};
+use crate::formats::{self, Format, Options};
 use crate::gateway::Client;
 use crate::output::{self, AtomicFile, Progress};
 
@@ -49,6 +50,12 @@ gateway_command! {
         /// permissions of the files written, in octal (default 600: owner only, as they hold personal data)
         #[argh(option)]
         pub file_mode: Option<String>,
+        /// continue an interrupted export of the same -o file from its checkpoint
+        #[argh(switch)]
+        pub resume: bool,
+        /// discard an interrupted export's checkpoint and start over
+        #[argh(switch)]
+        pub restart: bool,
         /// also write a machine-readable summary (counts, ID kind, retries, duration, files) to this JSON file
         #[argh(option)]
         pub summary_json: Option<String>,
@@ -81,9 +88,29 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .as_deref()
         .map(|p| AtomicFile::create(Path::new(p)))
         .transpose()?;
-    let writer = formats::open(&args.output, &options)?;
-    let mut exported = export(&client, writer, &args.output, args.limit, opts.quiet)?;
-    exported.options = Some(options);
+    let existing = match (args.resume, args.restart) {
+        (true, true) => {
+            return Err(Error::Usage(
+                "--resume and --restart exclude each other".to_string(),
+            ));
+        }
+        (true, false) => Existing::Resume,
+        (false, true) => Existing::Restart,
+        (false, false) => Existing::Refuse,
+    };
+    if args.output == "-" && args.resume {
+        return Err(Error::Usage(
+            "--resume needs an output file; an export to stdout cannot be resumed".to_string(),
+        ));
+    }
+    let job = Job {
+        output: &args.output,
+        options,
+        limit: args.limit,
+        quiet: opts.quiet,
+        existing,
+    };
+    let exported = export(&client, job)?;
     if let Some(mut file) = summary_file {
         let json = summary_json(&exported, &client);
         let path = file.path().display().to_string();
@@ -109,52 +136,214 @@ pub struct Exported {
     pub options: Option<Options>,
 }
 
-/// Run the export into `writer`, writing each page as it arrives.
-pub fn export(
-    client: &Client,
-    mut writer: Box<dyn IdWriter>,
-    output: &str,
-    limit: Option<u64>,
-    quiet: bool,
-) -> Result<Exported> {
-    let target = if output == "-" {
-        "standard output".to_string()
-    } else {
-        output.to_string()
+/// What to do with the progress of an earlier, interrupted export of the same file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Stop and explain the two choices (the default: never mix two runs silently).
+    Refuse,
+    /// Continue from the checkpoint.
+    Resume,
+    /// Discard it and start over.
+    Restart,
+}
+
+/// One export: where, in which format, and what to do with earlier progress.
+pub struct Job<'a> {
+    pub output: &'a str,
+    pub options: Options,
+    pub limit: Option<u64>,
+    pub quiet: bool,
+    pub existing: Existing,
+}
+
+/// Run an export. To a file, every page goes to a crash-safe ID list and checkpoint first; the
+/// output is rendered from the list once it is complete, so a resumed export is byte-identical
+/// to an uninterrupted one in every format. To stdout, pages are written as they arrive.
+pub fn export(client: &Client, job: Job<'_>) -> Result<Exported> {
+    if job.output == "-" {
+        return export_to_stdout(client, job);
+    }
+    let paths = checkpoint::paths(Path::new(job.output));
+    let (mut cp, mut ids, start) = match (checkpoint::load(&paths.checkpoint)?, job.existing) {
+        (Some(cp), Existing::Refuse) => {
+            return Err(Error::Usage(format!(
+                "an interrupted export of {} is saved in {} ({} followers so far): run the same \
+                 command with --resume to continue it, or with --restart to discard it and start over",
+                job.output,
+                paths.checkpoint.display(),
+                output::count(cp.summary.written)
+            )));
+        }
+        (Some(cp), Existing::Resume) => resume(client, &paths, cp, job.quiet)?,
+        (_, _) => {
+            checkpoint::remove(&paths);
+            let ids = IdList::create(&paths.ids)?;
+            (
+                Checkpoint::new(client.app_id(), client.url()),
+                ids,
+                export::Start::default(),
+            )
+        }
     };
-    let mut progress = Progress::new(quiet);
+    let hint = paths.checkpoint.display().to_string();
+    on_interrupt(format!(
+        "interrupted: every complete page is saved ({hint}); run the same command with --resume to continue"
+    ));
+    let mut progress = Progress::new(job.quiet);
+    if !cp.complete {
+        let result = export::run(
+            start,
+            |cursor| fetch(client, cursor),
+            |step| {
+                ids.append(step.ids)?;
+                cp.cursor = step.cursor.cloned();
+                cp.next = step.next.cloned();
+                cp.used = step.used.iter().cloned().collect();
+                cp.summary = step.summary.clone();
+                cp.ids_bytes = ids.bytes();
+                checkpoint::save(&paths.checkpoint, &cp)?;
+                show(&mut progress, step.summary);
+                Ok(())
+            },
+            job.limit,
+        );
+        let summary = result.map_err(|e| saved(e, cp.summary.written, &hint))?;
+        cp.summary = summary;
+        cp.next = None;
+        cp.complete = true;
+        checkpoint::save(&paths.checkpoint, &cp)?;
+    }
+    drop(ids);
+    let elapsed = progress.elapsed();
+    progress.clear();
+    let mut writer = formats::open(job.output, &job.options)?;
+    let kind = cp.summary.kind.unwrap_or(IdKind::UserId);
+    checkpoint::read_ids(&paths.ids, 10_000, |chunk| {
+        writer.write_ids(kind, chunk)?;
+        writer.page_done()
+    })?;
+    let files = writer.finish()?;
+    checkpoint::remove(&paths);
+    Ok(Exported {
+        summary: cp.summary,
+        target: job.output.to_string(),
+        files,
+        elapsed,
+        options: Some(job.options),
+    })
+}
+
+/// Continue from a checkpoint: same app and gateway, the ID list cut back to its valid length,
+/// and the duplicate window rebuilt by reading the last written page again (a harmless read).
+fn resume(
+    client: &Client,
+    paths: &checkpoint::Paths,
+    mut cp: Checkpoint,
+    quiet: bool,
+) -> Result<(Checkpoint, IdList, export::Start)> {
+    if cp.app_id != client.app_id() || cp.gateway != client.url() {
+        return Err(Error::Usage(format!(
+            "{} is an export of app {} from {}, not of app {} from {}: resume it with the same \
+             --app-id and --gateway, or start over with --restart",
+            paths.checkpoint.display(),
+            cp.app_id,
+            cp.gateway,
+            client.app_id(),
+            client.url()
+        )));
+    }
+    let ids = IdList::reopen(&paths.ids, cp.ids_bytes)?;
+    if cp.next.is_none() && cp.summary.pages > 0 {
+        cp.complete = true;
+    }
+    let previous = if cp.complete || cp.summary.pages == 0 {
+        Default::default()
+    } else {
+        let page = fetch(client, cp.cursor.as_ref()).map_err(|e| {
+            saved(
+                e,
+                cp.summary.written,
+                &paths.checkpoint.display().to_string(),
+            )
+        })?;
+        page.ids.into_iter().collect()
+    };
+    if !quiet {
+        eprintln!(
+            "alipaylife: resuming after {} followers ({} pages)",
+            output::count(cp.summary.written),
+            cp.summary.pages
+        );
+    }
+    let start = export::Start {
+        cursor: cp.next.clone(),
+        used: cp.used.iter().cloned().collect(),
+        previous,
+        summary: cp.summary.clone(),
+    };
+    Ok((cp, ids, start))
+}
+
+/// A failure after some pages: say that they are kept and how to go on.
+fn saved(err: Error, written: u64, checkpoint: &str) -> Error {
+    Error::Failed(format!(
+        "{err}\n  the export stopped after {} followers; they are saved ({checkpoint}): run the same \
+         command with --resume to continue",
+        output::count(written)
+    ))
+}
+
+fn export_to_stdout(client: &Client, job: Job<'_>) -> Result<Exported> {
+    on_interrupt("interrupted".to_string());
+    let mut writer = formats::open(job.output, &job.options)?;
+    let mut progress = Progress::new(job.quiet);
     let summary = export::run(
-        |cursor| {
-            let reply = client.call_read(export::METHOD, &export::biz_content(cursor))?;
-            export::parse_page(&reply.content).map_err(Error::Failed)
+        export::Start::default(),
+        |cursor| fetch(client, cursor),
+        |step| {
+            writer.write_ids(step.kind, step.ids)?;
+            writer.page_done()?;
+            show(&mut progress, step.summary);
+            Ok(())
         },
-        |kind: IdKind, ids: &[&str]| {
-            writer.write_ids(kind, ids)?;
-            writer.page_done()
-        },
-        |s| {
-            progress.update(|elapsed| {
-                format!(
-                    "{} followers · {} pages · {}/s · {:.1}s",
-                    output::count(s.written),
-                    s.pages,
-                    output::rate(s.written, elapsed),
-                    elapsed.as_secs_f64()
-                )
-            })
-        },
-        limit,
+        job.limit,
     )?;
     let elapsed = progress.elapsed();
     progress.clear();
     let files = writer.finish()?;
     Ok(Exported {
         summary,
-        target,
+        target: "standard output".to_string(),
         files,
         elapsed,
-        options: None,
+        options: Some(job.options),
     })
+}
+
+fn fetch(client: &Client, cursor: Option<&export::Cursor>) -> Result<export::Page> {
+    let reply = client.call_read(export::METHOD, &export::biz_content(cursor))?;
+    export::parse_page(&reply.content).map_err(Error::Failed)
+}
+
+fn show(progress: &mut Progress, s: &Summary) {
+    progress.update(|elapsed| {
+        format!(
+            "{} followers · {} pages · {}/s · {:.1}s",
+            output::count(s.written),
+            s.pages,
+            output::rate(s.written, elapsed),
+            elapsed.as_secs_f64()
+        )
+    })
+}
+
+/// Ctrl-C (and SIGTERM): say what was kept and exit 130. Safe at any moment: the checkpoint only
+/// ever points at durable pages, and an output file only appears complete.
+fn on_interrupt(message: String) {
+    let _ = ctrlc::set_handler(move || {
+        eprintln!("\nalipaylife: {message}");
+        std::process::exit(130);
+    });
 }
 
 /// The `--summary-json` document.
