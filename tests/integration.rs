@@ -5,6 +5,8 @@ mod util;
 
 // Certificate mode: SNs sent, checked and verified.
 mod certs;
+// The emulator as a server: malformed HTTP, slow clients, floods.
+mod emulator;
 // The command line itself: help, version, usage errors, exit codes.
 mod cli;
 // `export` against the emulator: exact sets, OpenID, end styles, failures.

@@ -171,6 +171,18 @@ impl Emulator {
         Emulator { child, url, keys }
     }
 
+    /// `127.0.0.1:PORT`, for raw TCP.
+    pub fn addr(&self) -> String {
+        self.url
+            .trim_start_matches("http://")
+            .trim_end_matches("/gateway.do")
+            .to_string()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn key(&self, name: &str) -> String {
         self.keys.join(name).to_string_lossy().into_owned()
     }

@@ -56,6 +56,9 @@ pub struct Args {
     /// seed for choosing faults, to repeat a run exactly (default 1)
     #[argh(option, default = "1")]
     pub seed: u64,
+    /// milliseconds a client has to send each whole request; idle or slow connections are closed after it (default 30000)
+    #[argh(option, default = "30_000")]
+    pub read_timeout_ms: u64,
     /// milliseconds added to every answer (default 0)
     #[argh(option, default = "0")]
     pub latency_ms: u64,
@@ -177,6 +180,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             names.join(", ")
         );
     }
-    emulator::http::serve(listener, gateway).map_err(|e| Error::io("serving", e))?;
+    let read_timeout = Duration::from_millis(args.read_timeout_ms);
+    emulator::http::serve(listener, gateway, read_timeout).map_err(|e| Error::io("serving", e))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest request body accepted (a follower query is under 1 KiB, a template message a few KiB).
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -14,8 +14,9 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub const MAX_HEAD: usize = 32 * 1024;
 /// Connections served at once; more are answered 503 and closed.
 pub const MAX_CONNECTIONS: usize = 512;
-/// A connection idle (or a client sending nothing) this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a client has to send each whole request (from the end of the previous answer);
+/// an idle keep-alive connection, or a client sending a byte at a time, is closed after it.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub struct Request {
@@ -65,8 +66,13 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
-/// Accept connections forever, one thread each, at most [`MAX_CONNECTIONS`] at once.
-pub fn serve(listener: TcpListener, handler: Arc<dyn Handler>) -> io::Result<()> {
+/// Accept connections forever, one thread each, at most [`MAX_CONNECTIONS`] at once; each request
+/// must arrive whole within `read_timeout`.
+pub fn serve(
+    listener: TcpListener,
+    handler: Arc<dyn Handler>,
+    read_timeout: Duration,
+) -> io::Result<()> {
     let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
@@ -83,19 +89,43 @@ pub fn serve(listener: TcpListener, handler: Arc<dyn Handler>) -> io::Result<()>
             continue;
         }
         active.fetch_add(1, Ordering::SeqCst);
+        let slot = Slot(Arc::clone(&active));
         let handler = Arc::clone(&handler);
-        let active_conn = Arc::clone(&active);
-        let spawned = std::thread::Builder::new()
+        // If the thread cannot start, the closure (and the slot in it) is dropped: the count stays right.
+        let _ = std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {
-                connection(stream, handler.as_ref());
-                active_conn.fetch_sub(1, Ordering::SeqCst);
+                let _slot = slot; // released even if the handler panics
+                connection(stream, handler.as_ref(), read_timeout);
             });
-        if spawned.is_err() {
-            active.fetch_sub(1, Ordering::SeqCst);
-        }
     }
     Ok(())
+}
+
+/// One of the [`MAX_CONNECTIONS`] places, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The read half of a connection, with a deadline for the request being read.
+struct DeadlineReader {
+    stream: TcpStream,
+    until: Instant,
+}
+
+impl Read for DeadlineReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
 }
 
 #[derive(Debug)]
@@ -104,16 +134,22 @@ struct HttpError {
     message: &'static str,
 }
 
-fn connection(stream: TcpStream, handler: &dyn Handler) {
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
+fn connection(stream: TcpStream, handler: &dyn Handler, read_timeout: Duration) {
+    let _ = stream.set_write_timeout(Some(read_timeout));
     let _ = stream.set_nodelay(true);
     let Ok(read_half) = stream.try_clone() else {
         return;
     };
-    let mut reader = BufReader::with_capacity(16 * 1024, read_half);
+    let mut reader = BufReader::with_capacity(
+        16 * 1024,
+        DeadlineReader {
+            stream: read_half,
+            until: Instant::now(),
+        },
+    );
     let mut writer = stream;
     loop {
+        reader.get_mut().until = Instant::now() + read_timeout;
         let request = match read_request(&mut reader) {
             Ok(Some(r)) => r,
             Ok(None) => return,

@@ -230,7 +230,7 @@ pub fn url(addr: SocketAddr) -> String {
 
 /// Serve in a background thread (for `demo`); the thread lives as long as the process.
 pub fn spawn(listener: TcpListener, gateway: Arc<Gateway>) {
-    std::thread::spawn(move || http::serve(listener, gateway));
+    std::thread::spawn(move || http::serve(listener, gateway, http::READ_TIMEOUT));
 }
 
 /// Write every follower ID, one per line, in list order (for tests and users comparing exports).
