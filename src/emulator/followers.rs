@@ -106,13 +106,14 @@ impl Followers {
     }
 
     /// The page starting at `cursor` (the first ID of the page, per the API doc), or at the start.
-    pub fn page(&self, cursor: Option<&str>, repeat_previous: bool) -> Result<PageOut, ()> {
+    /// `None` when the cursor is not one of ours.
+    pub fn page(&self, cursor: Option<&str>, repeat_previous: bool) -> Option<PageOut> {
         let start = match cursor {
             None => 0,
-            Some(c) => self.index_of(c).ok_or(())?,
+            Some(c) => self.index_of(c)?,
         };
         if start >= self.count {
-            return Ok(PageOut {
+            return Some(PageOut {
                 ids: Vec::new(),
                 next: if self.count == 0 {
                     self.last_next(0)
@@ -132,7 +133,7 @@ impl Followers {
         } else {
             self.last_next(end)
         };
-        Ok(PageOut { ids, next })
+        Some(PageOut { ids, next })
     }
 
     fn last_next(&self, end: u64) -> Next {
@@ -218,6 +219,6 @@ mod tests {
         };
         let last = trailing.page(Some(&past), false).unwrap();
         assert!(last.ids.is_empty());
-        assert!(f.page(Some("nonsense"), false).is_err());
+        assert!(f.page(Some("nonsense"), false).is_none());
     }
 }

@@ -390,6 +390,15 @@ impl Gateway {
             .unwrap_or(serde_json::json!({}));
         match method {
             FOLLOW_BATCHQUERY => self.follow_batchquery(&biz, repeat_id),
+            MESSAGE_SINGLE_SEND if self.no_life_account => self.node(
+                method,
+                &Status::error(
+                    "40006",
+                    "Insufficient Permissions",
+                    "isv.insufficient-isv-permissions",
+                    "ISV权限不足，建议在开发者中心检查对应功能是否已经添加",
+                ),
+            ),
             MESSAGE_SINGLE_SEND => match self.messages.single_send(&biz, &self.followers) {
                 SendOutcome::Node(status) => self.node(method, &status),
                 SendOutcome::RateLimited => error_response(
@@ -422,7 +431,7 @@ impl Gateway {
             .get(field)
             .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty());
-        let Ok(page) = self.followers.page(cursor, repeat_id) else {
+        let Some(page) = self.followers.page(cursor, repeat_id) else {
             let status = Status::error(
                 "40004",
                 "Business Failed",
