@@ -218,6 +218,16 @@ fn connection(stream: TcpStream, handler: &dyn Handler, read_timeout: Duration) 
     }
 }
 
+/// Parse one request from bytes, as the server does (for tests and the fuzz target): the request,
+/// or the HTTP status it would be refused with. `Ok(None)` for empty input.
+pub fn parse_request(bytes: &[u8]) -> Result<Option<Request>, u16> {
+    match read_request(&mut BufReader::new(bytes)) {
+        Ok(r) => Ok(r),
+        Err(Ok(e)) => Err(e.status),
+        Err(Err(_)) => Err(0),
+    }
+}
+
 /// `Ok(None)` on a clean end of stream between requests; `Err(Ok(_))` for a request to refuse with a
 /// status; `Err(Err(_))` when the connection broke or idled out.
 fn read_request(
