@@ -175,12 +175,17 @@ fn seconds(flag: &str, value: Option<f64>, default: f64) -> Result<Duration> {
 impl GatewayOpts {
     /// Network settings, validated (no network yet).
     pub fn settings(&self) -> Result<Settings> {
-        let gateway = self
-            .gateway
-            .clone()
-            .or_else(|| std::env::var("ALIPAY_GATEWAY").ok())
-            .unwrap_or_default();
-        let url = gateway::resolve_url(&gateway).map_err(Error::Usage)?;
+        let (gateway, from_env) = match &self.gateway {
+            Some(g) => (g.clone(), false),
+            None => (std::env::var("ALIPAY_GATEWAY").unwrap_or_default(), true),
+        };
+        let url = gateway::resolve_url(&gateway).map_err(|m| {
+            Error::Usage(if from_env {
+                m.replacen("--gateway", "ALIPAY_GATEWAY", 1)
+            } else {
+                m
+            })
+        })?;
         Ok(Settings {
             url,
             connect_timeout: seconds("--connect-timeout", self.connect_timeout, 10.0)?,

@@ -94,7 +94,7 @@ pub fn private_key(flags: &Flags) -> Result<(AppKey, String)> {
         (text.into_bytes(), "ALIPAY_PRIVATE_KEY".to_string())
     } else if let Some(path) = env("ALIPAY_PRIVATE_KEY_FILE") {
         (
-            read_path(&path, "private key")?,
+            read_path(&path, "private key (ALIPAY_PRIVATE_KEY_FILE)")?,
             format!("ALIPAY_PRIVATE_KEY_FILE {path}"),
         )
     } else if io::stdin().is_terminal() && io::stderr().is_terminal() {
@@ -122,7 +122,7 @@ pub fn alipay_public_key(flags: &Flags) -> Result<Option<(RsaPublic, String)>> {
         (text.into_bytes(), "ALIPAY_PUBLIC_KEY".to_string())
     } else if let Some(path) = env("ALIPAY_PUBLIC_KEY_FILE") {
         (
-            read_path(&path, "Alipay public key")?,
+            read_path(&path, "Alipay public key (ALIPAY_PUBLIC_KEY_FILE)")?,
             format!("ALIPAY_PUBLIC_KEY_FILE {path}"),
         )
     } else {
@@ -266,14 +266,17 @@ fn read_path(path: &str, what: &str) -> Result<Vec<u8>> {
         return Ok(buf);
     }
     std::fs::read(path).map_err(|e| {
-        let hint = match e.kind() {
-            io::ErrorKind::NotFound => " (no such file; check the path)",
+        let why = match e.kind() {
+            io::ErrorKind::NotFound => "no such file; check the path".to_string(),
             io::ErrorKind::PermissionDenied => {
-                " (permission denied; check the file's owner and mode)"
+                "permission denied; check the file's owner and mode".to_string()
             }
-            _ => "",
+            io::ErrorKind::IsADirectory => {
+                "it is a directory; give the key file inside it".to_string()
+            }
+            _ => e.to_string(),
         };
-        Error::Config(format!("cannot read the {what} file {path}: {e}{hint}"))
+        Error::Config(format!("cannot read the {what} file {path}: {why}"))
     })
 }
 

@@ -21,7 +21,8 @@ use crate::sign;
 pub const PROD_URL: &str = "https://openapi.alipay.com/gateway.do";
 pub const SANDBOX_URL: &str = "https://openapi-sandbox.dl.alipaydev.com/gateway.do";
 
-/// Resolve `prod`, `sandbox` or a URL; plain `http://` only for loopback addresses.
+/// Resolve `prod`, `sandbox` or a URL; plain `http://` only for loopback addresses. Messages
+/// name `--gateway`; the caller renames it when the value came from `ALIPAY_GATEWAY`.
 pub fn resolve_url(gateway: &str) -> Result<String, String> {
     let url = match gateway.trim() {
         "" | "prod" | "production" => return Ok(PROD_URL.to_string()),

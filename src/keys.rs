@@ -288,7 +288,7 @@ fn decode(input: &[u8]) -> Result<Decoded, String> {
                 .to_string(),
         );
     }
-    let der = decode_base64(text)?;
+    let der = decode_base64(text, 1)?;
     Ok(Decoded {
         der,
         encoding: Encoding::Base64,
@@ -329,7 +329,8 @@ fn decode_pem(text: &str) -> Result<Decoded, String> {
         }
         return Err("the PEM block has header lines (\"Name: value\"); remove them".to_string());
     }
-    let der = decode_base64(body)?;
+    let body_line = 1 + text[..text.len() - rest.len()].lines().count();
+    let der = decode_base64(body, body_line)?;
     Ok(Decoded {
         der,
         encoding: Encoding::Pem,
@@ -337,19 +338,22 @@ fn decode_pem(text: &str) -> Result<Decoded, String> {
     })
 }
 
-fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
-    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    if let Some((pos, _)) = compact
-        .char_indices()
-        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=')))
-    {
-        return Err(format!(
-            "the key contains a character that is not base64 at position {} (of {}); \
-             expected PEM or the bare base64 text of the key",
-            pos + 1,
-            compact.chars().count()
-        ));
+/// `first_line` is the line of the key text `text` starts on (PEM bodies start after BEGIN).
+fn decode_base64(text: &str, first_line: usize) -> Result<Vec<u8>, String> {
+    for (n, line) in text.lines().enumerate() {
+        if let Some(col) = line.chars().position(|c| {
+            !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=') || c.is_whitespace())
+        }) {
+            // Where, never what: the character itself could be part of a key.
+            return Err(format!(
+                "the key has a character that is not base64 at line {}, column {}; expected PEM or \
+                 the bare base64 text of the key",
+                first_line + n,
+                col + 1
+            ));
+        }
     }
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     if compact.is_empty() {
         return Err("the key is empty".to_string());
     }
@@ -608,7 +612,11 @@ mod tests {
                 .as_bytes(),
             "malformed",
         );
-        refuses(b"hello, this is not a key", "not base64 at position 6");
+        refuses(
+            b"hello, this is not a key",
+            "not base64 at line 1, column 6",
+        );
+        refuses(b"MIIE\nMII#E\n", "not base64 at line 2, column 4");
         refuses(b"aGVsbG8gd29ybGQ=", "not an ASN.1 structure");
         refuses(b"   \n", "empty");
         refuses(

@@ -3,6 +3,8 @@
 
 mod util;
 
+// The bad-input corpus: exact messages and exit codes, nothing left behind.
+mod bad_inputs;
 // Certificate mode: SNs sent, checked and verified.
 mod certs;
 // The emulator as a server: malformed HTTP, slow clients, floods.
