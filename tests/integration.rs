@@ -11,6 +11,8 @@ mod certs;
 mod emulator;
 // The command line itself: help, version, usage errors, exit codes.
 mod cli;
+// A full disk: clear error, valid checkpoint, resume once there is space.
+mod disk_full;
 // `export` against the emulator: exact sets, OpenID, end styles, failures.
 mod export;
 // `export --format`: xlsx, txt, jsonl, ums-json, BOM, UMS layouts, flag checks.
