@@ -258,7 +258,19 @@ fn emulator_not_running() {
     ]);
     r.code(1)
         .stderr_has("cannot connect to the gateway http://127.0.0.1:1/gateway.do");
-    assert!(!dir.join("f.csv").exists());
+    assert!(
+        !r.stderr.contains("saved"),
+        "nothing was saved, so nothing is claimed: {r:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&dir.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        ["keys"],
+        "no output, ID list or checkpoint left behind"
+    );
 }
 
 #[test]

@@ -207,14 +207,22 @@ pub fn export(client: &Client, job: Job<'_>) -> Result<Exported> {
             },
             job.limit,
         );
-        let summary = result.map_err(|e| saved(e, cp.summary.written, &hint))?;
+        let summary = match result {
+            Ok(summary) => summary,
+            // Nothing was saved yet (the first page failed): leave nothing behind.
+            Err(e) if !paths.checkpoint.exists() => {
+                drop(ids);
+                checkpoint::remove(&paths);
+                return Err(e);
+            }
+            Err(e) => return Err(saved(e, cp.summary.written, &hint)),
+        };
         cp.summary = summary;
         cp.next = None;
         cp.complete = true;
         checkpoint::save(&paths.checkpoint, &cp)?;
     }
     drop(ids);
-    let elapsed = progress.elapsed();
     progress.clear();
     let mut writer = formats::open(job.output, &job.options)?;
     let kind = cp.summary.kind.unwrap_or(IdKind::UserId);
@@ -224,6 +232,8 @@ pub fn export(client: &Client, job: Job<'_>) -> Result<Exported> {
     })?;
     let files = writer.finish()?;
     checkpoint::remove(&paths);
+    // The whole run, rendering included.
+    let elapsed = progress.elapsed();
     Ok(Exported {
         summary: cp.summary,
         target: job.output.to_string(),
