@@ -114,4 +114,3 @@ pub fn run(args: Args) -> Result<ExitCode> {
     println!("{}", out.display());
     Ok(ExitCode::SUCCESS)
 }
-
