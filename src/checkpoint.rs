@@ -100,9 +100,11 @@ pub fn save(path: &Path, cp: &Checkpoint) -> Result<()> {
     fs::rename(&temp, path).map_err(|e| Error::io(format!("renaming {}", temp.display()), e))
 }
 
+/// Checkpoint first: a crash between the two removals leaves an ID list without a checkpoint
+/// (ignored, then overwritten), never a checkpoint pointing at a missing list.
 pub fn remove(paths: &Paths) {
-    let _ = fs::remove_file(&paths.ids);
     let _ = fs::remove_file(&paths.checkpoint);
+    let _ = fs::remove_file(&paths.ids);
 }
 
 /// The append-only ID list, one ID a line.

@@ -24,17 +24,24 @@ fn random_ms(lo: u64, hi: u64) -> u64 {
 }
 
 /// Run the export with `--resume`, SIGKILLing it at random moments, until a run finishes.
-/// Returns how many runs were killed.
+/// Each run is killed a random 0-300 ms after it saved a new page (the checkpoint changed), so
+/// every run makes progress however slow the machine is, and kills land anywhere in a page,
+/// including while the output is being rendered. Returns how many runs were killed.
 fn export_with_kills(em: &Emulator, out: &str, extra: &[&str]) -> u32 {
     let mut a = args(em, out, extra);
     a.push("--resume".into());
+    let out_path = std::path::Path::new(out);
+    let name = out_path.file_name().unwrap().to_string_lossy().into_owned();
+    let checkpoint = out_path.with_file_name(format!(".{name}.checkpoint"));
     let mut kills = 0;
     for _ in 0..80 {
+        let before = std::fs::read(&checkpoint).ok();
         let mut child = cmd(&a.iter().map(String::as_str).collect::<Vec<_>>())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_millis(random_ms(100, 900));
+        let started = Instant::now();
+        let mut kill_at: Option<Instant> = None;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 let mut err = String::new();
@@ -47,13 +54,20 @@ fn export_with_kills(em: &Emulator, out: &str, extra: &[&str]) -> u32 {
                 assert_eq!(status.code(), Some(0), "{err}");
                 return kills;
             }
-            if Instant::now() >= deadline {
+            if kill_at.is_none() && std::fs::read(&checkpoint).ok() != before {
+                kill_at = Some(Instant::now() + Duration::from_millis(random_ms(0, 300)));
+            }
+            if kill_at.is_some_and(|t| Instant::now() >= t) {
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
                 kills += 1;
                 break;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "a run made no progress in 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
     panic!("the export never finished in 80 runs");

@@ -111,6 +111,68 @@ pub fn run(args: Args) -> Result<ExitCode> {
     );
     eprintln!("      --private-key-file alipaylife-emulator/app_private_key.pem \\");
     eprintln!("      --alipay-public-key-file alipaylife-emulator/alipay_public_key.pem");
+    send_demo(&client, &args.dir, args.followers)?;
     println!("{}", out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The sending half of the demo: a small batch to the first followers plus one recipient who does
+/// not follow (to show a failed row), sent through the real `send` pipeline; the report is shown.
+fn send_demo(client: &Client, dir: &std::path::Path, followers: u64) -> Result<()> {
+    use argh::FromArgs as _;
+    let list = Followers {
+        count: followers,
+        openid: false,
+        end: EndStyle::Empty,
+    };
+    let mut text = String::from("alipaylife_userid,first,keyword1,keyword2,remark\n");
+    for i in 0..followers.min(20) {
+        text.push_str(&format!(
+            "{},您好，您的订单已发货,DEMO{:05},2026-01-02,感谢使用 alipaylife demo\n",
+            list.id(i),
+            i + 1
+        ));
+    }
+    text.push_str("2088000000000000,您好,DEMO00000,2026-01-02,这位用户没有关注生活号\n");
+    let batch = dir.join("batch.csv");
+    std::fs::write(&batch, text)
+        .map_err(|e| Error::io(format!("writing {}", batch.display()), e))?;
+    let journal = super::send::default_journal(&batch);
+    let report = super::send::default_report(&batch);
+    // A fresh emulator has delivered nothing: start the batch afresh too.
+    let _ = std::fs::remove_file(&journal);
+    let batch_arg = batch.to_string_lossy().into_owned();
+    let argv = [
+        batch_arg.as_str(),
+        "--template-id",
+        crate::emulator::messages::DEFAULT_TEMPLATE,
+        "--action-name",
+        "查看详情",
+        "--url",
+        "https://example.com/orders",
+        "--qps",
+        "50",
+    ];
+    let send_args = super::send::Args::from_args(&["send"], &argv)
+        .map_err(|e| Error::Failed(format!("demo send arguments: {}", e.output)))?;
+    eprintln!();
+    eprintln!(
+        "demo: sending template {} to {} followers and one non-follower ({})",
+        crate::emulator::messages::DEFAULT_TEMPLATE,
+        followers.min(20),
+        batch.display()
+    );
+    let plan = super::send::plan(&send_args)?;
+    let code = super::send::execute(client, plan, &send_args)?;
+    eprintln!(
+        "demo: report {} (one failed row is expected: MSG_SD_NOFOLLOW); exit code would be {}",
+        report.display(),
+        if code == ExitCode::SUCCESS { 0 } else { 3 }
+    );
+    eprintln!("The same send against Alipay:");
+    eprintln!("  alipaylife send batch.csv --template-id YOUR_TEMPLATE_ID --app-id YOUR_APPID \\");
+    eprintln!(
+        "      --private-key-file app_private_key.pem --alipay-public-key-file alipay_public_key.pem"
+    );
+    Ok(())
 }

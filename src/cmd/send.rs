@@ -1,30 +1,420 @@
-//! `alipaylife send BATCH.csv --template-id ID`: being written.
+//! `alipaylife send BATCH.csv --template-id ID`: read and validate the whole batch before any
+//! request, resume from the journal, send with a paced worker pool, write the report, summarise.
+//! Exit 0 when every row is sent, 3 when some failed or are unknown, 1 on a batch-fatal error,
+//! 2 when the batch or the flags are invalid (nothing sent).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
 use argh::FromArgs;
 
 use crate::cli::gateway_command;
 use crate::error::{Error, Result};
+use crate::gateway::Client;
+use crate::output::{self, Progress};
+use crate::send::batch::{self, Defaults, IdChoice, Message};
+use crate::send::encoding::{self, Encoding};
+use crate::send::engine::{self, Counts, Status};
+use crate::send::journal::{self, Header, Replay, State};
+use crate::send::report;
+use crate::sign;
 
 gateway_command! {
     /// send a template message to every recipient of a CSV batch (paced, concurrent, resumable)
     #[derive(FromArgs, Debug)]
-    #[argh(subcommand, name = "send")]
+    #[argh(
+        subcommand,
+        name = "send",
+        example = "alipaylife send followers.csv --template-id 8a3f… --dry-run",
+        example = "alipaylife send batch.csv --template-id 8a3f… --qps 20 --concurrency 8",
+        note = "Columns: alipaylife_userid (or to_user_id / to_open_id), first, keyword1 … keyword5, remark; optional template_id, url, action_name, head_color, <field>_color. UTF-8 (BOM or not) or GBK/GB18030. Outcomes go to BATCH.journal (append-only; a re-run skips rows already sent) and BATCH.report.csv. Exit 0 all sent, 3 some failed or unknown, 1 batch stopped, 2 invalid batch or flags (nothing sent)."
+    )]
     pub struct Args {
         /// the batch CSV
         #[argh(positional)]
         pub batch: String,
-        /// the merchant's template id (from "my templates" in the Life Account console)
+        /// the merchant's template id (from "my templates" in the Life Account console); a template_id column overrides it per row
         #[argh(option)]
         pub template_id: Option<String>,
+        /// recipient field: user_id (to_user_id), open_id (to_open_id) or auto (default: from the column name, else from the ID's shape)
+        #[argh(option, default = "IdChoice::Auto")]
+        pub id_kind: IdChoice,
+        /// batch encoding: auto (default: UTF-8 if valid, else GBK/GB18030), utf-8 or gbk
+        #[argh(option, default = "Encoding::Auto")]
+        pub encoding: Encoding,
+        /// link opened when the message is tapped (rows' url column overrides it)
+        #[argh(option)]
+        pub url: Option<String>,
+        /// link text at the bottom: at most 8 Chinese or 16 Latin characters
+        #[argh(option)]
+        pub action_name: Option<String>,
+        /// color of the top bar, #RGB or #RRGGBB
+        #[argh(option)]
+        pub head_color: Option<String>,
+        /// color of every field's value (default #000000; <field>_color columns override it)
+        #[argh(option)]
+        pub color: Option<String>,
+        /// send once per row even when a recipient appears on several rows
+        #[argh(switch)]
+        pub allow_duplicates: bool,
+        /// validate, then print the first request's biz_content and string-to-sign; send nothing
+        #[argh(switch)]
+        pub dry_run: bool,
+        /// requests in flight at once (default 8)
+        #[argh(option, default = "8")]
+        pub concurrency: usize,
+        /// messages per second, long-run (default 20); slowed down automatically on 40005
+        #[argh(option, default = "20.0")]
+        pub qps: f64,
+        /// also send again rows whose outcome is unknown (may deliver twice; single.send has no idempotency key)
+        #[argh(switch)]
+        pub retry_unknown: bool,
+        /// the journal (default BATCH.journal beside the batch, e.g. batch.csv.journal)
+        #[argh(option)]
+        pub journal: Option<String>,
+        /// the report CSV (default BATCH.report.csv beside the batch, e.g. batch.report.csv)
+        #[argh(option)]
+        pub report: Option<String>,
     }
 }
 
+/// Everything known before the first request.
+pub struct Plan {
+    pub batch: PathBuf,
+    pub encoding: &'static str,
+    pub messages: Vec<Message>,
+    pub header: Header,
+    pub prior: Option<Replay>,
+    pub journal: PathBuf,
+    pub report: PathBuf,
+    /// Indexes of the messages to send in this run.
+    pub pending: Vec<usize>,
+}
+
+/// `dir/name.report.csv` for `dir/name.csv`, `dir/name.report.csv` for `dir/name`.
+pub fn default_report(batch: &Path) -> PathBuf {
+    let stem = batch
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "batch".into());
+    batch.with_file_name(format!("{stem}.report.csv"))
+}
+
+pub fn default_journal(batch: &Path) -> PathBuf {
+    let name = batch
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "batch".into());
+    batch.with_file_name(format!("{name}.journal"))
+}
+
+/// Read, decode, validate the batch and replay the journal. Nothing is sent, no key is read.
+pub fn plan(args: &Args) -> Result<Plan> {
+    if !(1..=512).contains(&args.concurrency) {
+        return Err(Error::Usage(format!(
+            "--concurrency must be between 1 and 512, not {}",
+            args.concurrency
+        )));
+    }
+    if !(args.qps.is_finite() && args.qps >= 0.1 && args.qps <= 10_000.0) {
+        return Err(Error::Usage(format!(
+            "--qps must be between 0.1 and 10000, not {}",
+            args.qps
+        )));
+    }
+    let path = PathBuf::from(&args.batch);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| Error::Usage(format!("cannot read the batch {}: {e}", path.display())))?;
+    let decoded = encoding::decode(&bytes, args.encoding)
+        .map_err(|e| Error::Usage(format!("{}: {e}; nothing was sent", path.display())))?;
+    let defaults = Defaults {
+        template_id: args.template_id.clone(),
+        url: args.url.clone(),
+        action_name: args.action_name.clone(),
+        head_color: args.head_color.clone(),
+        color: args.color.clone(),
+        id_kind: args.id_kind,
+        allow_duplicates: args.allow_duplicates,
+    };
+    let parsed = batch::parse(&decoded.text, &defaults);
+    for w in &parsed.warnings {
+        eprintln!("alipaylife: warning: {}: {w}", path.display());
+    }
+    if !parsed.problems.is_empty() {
+        for p in &parsed.problems {
+            eprintln!("alipaylife: error: {}: {p}", path.display());
+        }
+        let n = parsed.problems.len();
+        return Err(Error::Usage(format!(
+            "{}: {n} problem{} found (listed above); nothing was sent",
+            path.display(),
+            if n == 1 { "" } else { "s" }
+        )));
+    }
+    let header = Header {
+        alipaylife_send_journal: journal::FORMAT,
+        batch_sha256: journal::batch_hash(&bytes),
+        template_id: args.template_id.clone().unwrap_or_default(),
+    };
+    let journal_path = args
+        .journal
+        .as_ref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default_journal(&path));
+    let report_path = args
+        .report
+        .as_ref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default_report(&path));
+    let prior = journal::load(&journal_path, &header)?;
+    let pending = parsed
+        .messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| {
+            match prior
+                .as_ref()
+                .and_then(|r| r.rows.get(&m.line))
+                .map(|e| e.state)
+            {
+                Some(State::Sent) => false,
+                Some(State::Unknown) | Some(State::Sending) => args.retry_unknown,
+                _ => true,
+            }
+        })
+        .map(|(i, _)| i)
+        .collect();
+    Ok(Plan {
+        batch: path,
+        encoding: decoded.encoding,
+        messages: parsed.messages,
+        header,
+        prior,
+        journal: journal_path,
+        report: report_path,
+        pending,
+    })
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
-    let _ = args.gateway_opts();
-    Err(Error::Failed(format!(
-        "send is not implemented yet ({})",
-        args.batch
-    )))
+    let opts = args.gateway_opts();
+    let settings = opts.settings()?;
+    if args.dry_run {
+        return dry_run(&args, &plan(&args)?);
+    }
+    // Held until this function returns, taken before the journal is read.
+    let _lock = lock_batch(&args.batch)?;
+    let plan = plan(&args)?;
+    let client = opts.client_with(settings)?;
+    execute(&client, plan, &args)
+}
+
+/// One send of a batch at a time: an OS lock on the batch file (not a lock file), released when
+/// the process ends, even by SIGKILL. Two runs of one batch, even with different --journal
+/// paths, could otherwise both send its rows.
+fn lock_batch(path: &str) -> Result<std::fs::File> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {path}"), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Usage(format!(
+            "another `alipaylife send` is sending {path} right now; wait for it to finish (two runs \
+             of one batch could deliver a message twice)"
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(format!("locking {path}"), e)),
+    }
+}
+
+fn dry_run(args: &Args, plan: &Plan) -> Result<ExitCode> {
+    let total = plan.messages.len();
+    println!(
+        "dry run: {} ({}) is valid: {} rows, {} to send{}; nothing was sent",
+        plan.batch.display(),
+        plan.encoding,
+        total,
+        plan.pending.len(),
+        if plan.prior.is_some() {
+            format!(" (journal {} records the others)", plan.journal.display())
+        } else {
+            String::new()
+        }
+    );
+    let Some(&first) = plan.pending.first() else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let m = &plan.messages[first];
+    let app_id = args
+        .app_id
+        .clone()
+        .or_else(|| std::env::var("ALIPAY_APP_ID").ok())
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or_else(|| "YOUR_APP_ID".to_string());
+    let timestamp = sign::timestamp(chrono::Utc::now());
+    let common = sign::Common {
+        app_id: &app_id,
+        method: engine::METHOD,
+        timestamp: &timestamp,
+        extra: &[],
+    };
+    let params = sign::params(&common, &m.biz_content);
+    println!(
+        "first request: line {}, {} {}",
+        m.line,
+        m.kind.field(),
+        m.recipient
+    );
+    println!("biz_content:\n{}", m.biz_content);
+    println!(
+        "string-to-sign (RSA2 signs it with the app private key when sent; the signature is not \
+         shown):\n{}",
+        sign::string_to_sign(&params)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Send a planned batch with a ready client; write the report; summarise.
+pub fn execute(client: &Client, plan: Plan, args: &Args) -> Result<ExitCode> {
+    let quiet = args.quiet;
+    let retries = args.retries.unwrap_or(5);
+    // Created (and so checked) before the first request: an unwritable report path fails now.
+    drop(output::AtomicFile::create(&plan.report)?);
+    let mut progress = Progress::new(quiet);
+    let finished = if plan.pending.is_empty() {
+        None
+    } else {
+        let writer = journal::Writer::open(&plan.journal, &plan.header, plan.prior.as_ref())?;
+        let journal = Mutex::new(writer);
+        let counts = Counts::default();
+        let total = plan.pending.len() as u64;
+        let call = |biz: &str| client.call_once(engine::METHOD, biz).map(|_| ());
+        let options = engine::Options {
+            concurrency: args.concurrency,
+            qps: args.qps,
+            retry_unknown: args.retry_unknown,
+            retries,
+        };
+        let finished = engine::run(
+            &call,
+            &plan.messages,
+            &plan.pending,
+            &journal,
+            options,
+            &counts,
+            || {
+                progress.update(|elapsed| {
+                    let sent = counts.sent.load(Ordering::Relaxed);
+                    let failed = counts.failed.load(Ordering::Relaxed);
+                    let unknown = counts.unknown.load(Ordering::Relaxed);
+                    format!(
+                        "{} / {} sent · {failed} failed · {unknown} unknown · {}/s · {:.1}s",
+                        output::count(sent),
+                        output::count(total),
+                        output::rate(sent + failed + unknown, elapsed),
+                        elapsed.as_secs_f64()
+                    )
+                })
+            },
+        )?;
+        progress.clear();
+        Some(finished)
+    };
+    let outcomes = finished
+        .as_ref()
+        .map(|f| f.outcomes.clone())
+        .unwrap_or_default();
+    let rows = report::rows(&plan.messages, &outcomes, plan.prior.as_ref());
+    report::write(&plan.report, &rows)?;
+    let [sent, failed, unknown, skipped] = report::tally(&rows);
+    let earlier = rows
+        .iter()
+        .filter(|r| r.earlier && r.outcome.status == Status::Sent)
+        .count();
+    if !quiet {
+        let mut problems = rows
+            .iter()
+            .filter(|r| matches!(r.outcome.status, Status::Failed | Status::Unknown))
+            .peekable();
+        if problems.peek().is_some() {
+            for r in problems.by_ref().take(5) {
+                let o = &r.outcome;
+                eprintln!(
+                    "alipaylife: line {}: {} {}: {} {}{}",
+                    r.line,
+                    r.recipient,
+                    o.status.name(),
+                    o.code.as_deref().unwrap_or(""),
+                    o.sub_code.as_deref().unwrap_or(""),
+                    o.sub_msg
+                        .as_deref()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                );
+            }
+            let more = problems.count();
+            if more > 0 {
+                eprintln!("alipaylife: … and {more} more in the report");
+            }
+        }
+        let mut line = format!(
+            "sent {} of {} messages ({} failed, {} unknown, {} not attempted",
+            output::count(sent as u64),
+            output::count(rows.len() as u64),
+            failed,
+            unknown,
+            skipped
+        );
+        if earlier > 0 {
+            line.push_str(&format!(
+                "; {} sent by an earlier run",
+                output::count(earlier as u64)
+            ));
+        }
+        line.push(')');
+        if let Some(f) = &finished {
+            line.push_str(&format!(
+                " in {:.1} s ({}/s, {} calls)",
+                f.elapsed.as_secs_f64(),
+                output::rate(f.calls, f.elapsed),
+                output::count(f.calls)
+            ));
+            if !f.retries.is_empty() {
+                let kinds: Vec<String> =
+                    f.retries.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                line.push_str(&format!("; retries: {}", kinds.join(", ")));
+            }
+            if f.rate_cuts > 0 {
+                line.push_str(&format!("; slowed down {} times on 40005", f.rate_cuts));
+            }
+        } else {
+            line.push_str("; nothing left to send");
+        }
+        if client.verifies() {
+            line.push_str("; every answer's signature verified");
+        }
+        eprintln!("alipaylife: {line}");
+        eprintln!(
+            "alipaylife: report {}; journal {}",
+            plan.report.display(),
+            plan.journal.display()
+        );
+        if unknown > 0 && !args.retry_unknown {
+            eprintln!(
+                "alipaylife: unknown = the request reached the gateway but no clear answer came \
+                 back, so the message may have been delivered; re-running skips these rows unless \
+                 --retry-unknown is given (which may deliver them twice)"
+            );
+        }
+    }
+    if let Some(fatal) = finished.and_then(|f| f.fatal) {
+        return Err(Error::Failed(format!(
+            "{fatal}\n  {skipped} rows were not attempted and are left unsent: fix the cause and \
+             run the same command again (rows already sent are skipped)"
+        )));
+    }
+    Ok(if failed + unknown > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -1,0 +1,623 @@
+//! The batch: CSV text to one single.send `biz_content` per row, with every problem of the whole
+//! file collected (line, column, what is wrong) before anything is sent. Pure: text and flag
+//! defaults in, messages, warnings and problems out.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde_json::{Map, Value, json};
+
+/// The message fields a template context may hold, in template order.
+pub const FIELDS: [&str; 7] = [
+    "first", "keyword1", "keyword2", "keyword3", "keyword4", "keyword5", "remark",
+];
+/// Recipient columns, in the order they are looked for. `alipaylife_userid` is what `export` writes.
+pub const RECIPIENT_COLUMNS: [&str; 3] = ["alipaylife_userid", "to_user_id", "to_open_id"];
+/// `action_name`: ≤ 8 Chinese or 16 Latin characters (protocol section 9): CJK counts 2 units.
+pub const ACTION_NAME_UNITS: usize = 16;
+/// Used for a field when neither a `<field>_color` column nor `--color` gives one (the SDK docs
+/// say value and color are both required).
+pub const DEFAULT_COLOR: &str = "#000000";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdKind {
+    UserId,
+    OpenId,
+}
+
+impl IdKind {
+    /// The biz_content field that carries the recipient.
+    pub fn field(self) -> &'static str {
+        match self {
+            IdKind::UserId => "to_user_id",
+            IdKind::OpenId => "to_open_id",
+        }
+    }
+}
+
+/// `--id-kind user_id|open_id|auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdChoice {
+    UserId,
+    OpenId,
+    Auto,
+}
+
+impl std::str::FromStr for IdChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<IdChoice, String> {
+        match s.trim() {
+            "user_id" | "user-id" => Ok(IdChoice::UserId),
+            "open_id" | "open-id" | "openid" => Ok(IdChoice::OpenId),
+            "auto" => Ok(IdChoice::Auto),
+            other => Err(format!(
+                "unknown --id-kind {other:?}; use user_id, open_id or auto"
+            )),
+        }
+    }
+}
+
+/// auto: the column name decides (`to_user_id`, `to_open_id`); for `alipaylife_userid` the ID's
+/// shape does: `2088` followed only by digits (any length: Alipay says user IDs will lengthen) is a
+/// user ID, anything else an OpenID.
+pub fn id_kind(choice: IdChoice, column: &str, id: &str) -> IdKind {
+    match (choice, column) {
+        (IdChoice::UserId, _) => IdKind::UserId,
+        (IdChoice::OpenId, _) => IdKind::OpenId,
+        (IdChoice::Auto, "to_user_id") => IdKind::UserId,
+        (IdChoice::Auto, "to_open_id") => IdKind::OpenId,
+        (IdChoice::Auto, _) => {
+            if id.starts_with("2088") && id.bytes().all(|b| b.is_ascii_digit()) {
+                IdKind::UserId
+            } else {
+                IdKind::OpenId
+            }
+        }
+    }
+}
+
+/// Batch-wide defaults from the flags.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    pub template_id: Option<String>,
+    pub url: Option<String>,
+    pub action_name: Option<String>,
+    pub head_color: Option<String>,
+    pub color: Option<String>,
+    pub id_kind: IdChoice,
+    pub allow_duplicates: bool,
+}
+
+/// One message to send.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// Line of the row in the file (the header is line 1).
+    pub line: u64,
+    pub recipient: String,
+    pub kind: IdKind,
+    pub template_id: String,
+    pub biz_content: String,
+}
+
+/// A problem that stops the batch before anything is sent. `line` is None for a flag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<u64>,
+    pub column: Option<String>,
+    pub text: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.line, &self.column) {
+            (Some(l), Some(c)) => write!(f, "line {l}, column {c}: {}", self.text),
+            (Some(l), None) => write!(f, "line {l}: {}", self.text),
+            (None, Some(c)) => write!(f, "{c}: {}", self.text),
+            (None, None) => f.write_str(&self.text),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub messages: Vec<Message>,
+    pub warnings: Vec<String>,
+    pub problems: Vec<Problem>,
+}
+
+/// Display width units of an `action_name`: ASCII counts 1, anything else (CJK, full-width) 2.
+pub fn action_name_units(s: &str) -> usize {
+    s.chars().map(|c| if c.is_ascii() { 1 } else { 2 }).sum()
+}
+
+/// `#RGB` or `#RRGGBB`.
+pub fn valid_color(s: &str) -> bool {
+    s.strip_prefix('#').is_some_and(|hex| {
+        (hex.len() == 3 || hex.len() == 6) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+/// An absolute http(s) URL with a host.
+pub fn valid_url(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        let host = r.split(['/', '?', '#']).next().unwrap_or("");
+        !host.is_empty() && !s.chars().any(char::is_whitespace)
+    })
+}
+
+/// `TM` followed by digits: what the template library (模板库) shows, not the merchant's own ID.
+pub fn looks_like_library_id(s: &str) -> bool {
+    s.strip_prefix("TM")
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn check_action_name(v: &str) -> Option<String> {
+    let units = action_name_units(v);
+    (units > ACTION_NAME_UNITS).then(|| {
+        format!(
+            "action_name {v:?} is {units} units long; the limit is 8 Chinese or 16 Latin \
+             characters (a Chinese character counts 2)"
+        )
+    })
+}
+
+fn check_color(v: &str) -> Option<String> {
+    (!valid_color(v)).then(|| format!("{v:?} is not a color; use #RGB or #RRGGBB, e.g. #85be53"))
+}
+
+fn check_url(v: &str) -> Option<String> {
+    (!valid_url(v)).then(|| format!("{v:?} is not an http:// or https:// URL"))
+}
+
+/// Check the flag defaults (reported like rows, without a line).
+fn check_flags(d: &Defaults, problems: &mut Vec<Problem>) {
+    let mut flag = |name: &str, text: Option<String>| {
+        if let Some(text) = text {
+            problems.push(Problem {
+                line: None,
+                column: Some(name.to_string()),
+                text,
+            });
+        }
+    };
+    if let Some(v) = &d.url {
+        flag("--url", check_url(v));
+    }
+    if let Some(v) = &d.action_name {
+        flag("--action-name", check_action_name(v));
+    }
+    if let Some(v) = &d.head_color {
+        flag("--head-color", check_color(v));
+    }
+    if let Some(v) = &d.color {
+        flag("--color", check_color(v));
+    }
+    if let Some(t) = &d.template_id
+        && t.trim().is_empty()
+    {
+        flag("--template-id", Some("is empty".to_string()));
+    }
+}
+
+fn library_warning(id: &str, lines: &[u64]) -> String {
+    let shown: Vec<String> = lines.iter().take(5).map(u64::to_string).collect();
+    let more = if lines.len() > 5 { ", …" } else { "" };
+    format!(
+        "template id {id} (line{} {}{more}) looks like a template-library ID (模板库, TM + digits). \
+         single.send needs the merchant's own template ID: the one 领取模板 \
+         (alipay.open.public.template.message.get) returns and the Life Account console lists \
+         under my templates. If {id} is a library ID, every message fails with \
+         MSG_TEMPLATE_NOT_EXIST and the batch stops at the first one",
+        if lines.len() == 1 { "" } else { "s" },
+        shown.join(", ")
+    )
+}
+
+/// Parse and validate the whole batch.
+pub fn parse(text: &str, d: &Defaults) -> Parsed {
+    let mut out = Parsed::default();
+    check_flags(d, &mut out.problems);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(false)
+        .from_reader(text.as_bytes());
+    let mut records = reader.records();
+    let header: Vec<String> = match records.next() {
+        Some(Ok(h)) => h.iter().map(|c| c.trim().to_ascii_lowercase()).collect(),
+        Some(Err(e)) => {
+            out.problems.push(Problem {
+                line: Some(1),
+                column: None,
+                text: format!("the header cannot be read: {e}"),
+            });
+            return out;
+        }
+        None => {
+            out.problems.push(Problem {
+                line: None,
+                column: None,
+                text: "the batch is empty: it needs a header line (alipaylife_userid, first, \
+                       keyword1, …) and at least one row"
+                    .to_string(),
+            });
+            return out;
+        }
+    };
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let recipient_cols: Vec<(&str, usize)> = RECIPIENT_COLUMNS
+        .iter()
+        .filter_map(|n| col(n).map(|i| (*n, i)))
+        .collect();
+    let recipient = match recipient_cols.as_slice() {
+        [one] => Some(*one),
+        [] => {
+            out.problems.push(Problem {
+                line: Some(1),
+                column: None,
+                text: format!(
+                    "no recipient column: the header needs one of {} (found: {})",
+                    RECIPIENT_COLUMNS.join(", "),
+                    header.join(", ")
+                ),
+            });
+            None
+        }
+        many => {
+            let names: Vec<&str> = many.iter().map(|(n, _)| *n).collect();
+            out.problems.push(Problem {
+                line: Some(1),
+                column: None,
+                text: format!(
+                    "more than one recipient column ({}); keep exactly one",
+                    names.join(", ")
+                ),
+            });
+            None
+        }
+    };
+    let known = |h: &str| {
+        RECIPIENT_COLUMNS.contains(&h)
+            || FIELDS.contains(&h)
+            || h.strip_suffix("_color")
+                .is_some_and(|f| FIELDS.contains(&f))
+            || [
+                "template_id",
+                "url",
+                "action_name",
+                "head_color",
+                "userid",
+                "",
+            ]
+            .contains(&h)
+    };
+    for h in &header {
+        if !known(h) {
+            out.warnings.push(format!(
+                "column {h:?} is not used (known columns: alipaylife_userid or to_user_id or \
+                 to_open_id, first, keyword1 … keyword5, remark, template_id, url, action_name, \
+                 head_color, <field>_color)"
+            ));
+        }
+    }
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut library: Vec<(String, Vec<u64>)> = Vec::new();
+    let mut rows = 0usize;
+    for record in records {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line());
+                out.problems.push(Problem {
+                    line,
+                    column: None,
+                    text: format!("not readable as CSV: {e}"),
+                });
+                continue;
+            }
+        };
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        if record.iter().all(|f| f.trim().is_empty()) {
+            continue; // blank rows Excel leaves at the end
+        }
+        rows += 1;
+        if record.len() > header.len() {
+            out.problems.push(Problem {
+                line: Some(line),
+                column: None,
+                text: format!(
+                    "{} fields, but the header has {}",
+                    record.len(),
+                    header.len()
+                ),
+            });
+            continue;
+        }
+        let get = |name: &str| {
+            col(name)
+                .and_then(|i| record.get(i))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let mut problem = |column: &str, text: String| {
+            out.problems.push(Problem {
+                line: Some(line),
+                column: Some(column.to_string()),
+                text,
+            });
+        };
+        // Recipient.
+        let Some((rcol, ri)) = recipient else {
+            continue;
+        };
+        let to = record.get(ri).map(str::trim).unwrap_or("");
+        if to.is_empty() {
+            problem(rcol, "no recipient".to_string());
+        } else if let Some(first) = seen.get(to) {
+            if !d.allow_duplicates {
+                problem(
+                    rcol,
+                    format!(
+                        "duplicate recipient {to} (first on line {first}); remove it, or pass \
+                         --allow-duplicates to send it a message per row"
+                    ),
+                );
+            }
+        } else {
+            seen.insert(to.to_string(), line);
+        }
+        // Template.
+        let template_id = get("template_id").or(d.template_id.as_deref().map(str::trim));
+        let Some(template_id) = template_id else {
+            problem(
+                "template_id",
+                "no template id: give --template-id or fill the template_id column".to_string(),
+            );
+            continue;
+        };
+        if looks_like_library_id(template_id) {
+            match library.iter_mut().find(|(id, _)| id == template_id) {
+                Some((_, lines)) => lines.push(line),
+                None => library.push((template_id.to_string(), vec![line])),
+            }
+        }
+        // Context.
+        let mut context = Map::new();
+        if let Some(v) = get("url").or(d.url.as_deref()) {
+            if let Some(t) = check_url(v) {
+                problem("url", t);
+            }
+            context.insert("url".into(), json!(v));
+        }
+        if let Some(v) = get("action_name").or(d.action_name.as_deref()) {
+            if let Some(t) = check_action_name(v) {
+                problem("action_name", t);
+            }
+            context.insert("action_name".into(), json!(v));
+        }
+        if let Some(v) = get("head_color").or(d.head_color.as_deref()) {
+            if let Some(t) = check_color(v) {
+                problem("head_color", t);
+            }
+            context.insert("head_color".into(), json!(v));
+        }
+        let mut any_field = false;
+        for field in FIELDS {
+            let color_col = format!("{field}_color");
+            let row_color = get(&color_col);
+            if let Some(c) = row_color
+                && let Some(t) = check_color(c)
+            {
+                problem(&color_col, t);
+            }
+            let Some(value) = get(field) else { continue };
+            any_field = true;
+            let color = row_color.or(d.color.as_deref()).unwrap_or(DEFAULT_COLOR);
+            context.insert(field.into(), json!({"color": color, "value": value}));
+        }
+        if !any_field {
+            problem(
+                "first",
+                "no message text: fill at least one of first, keyword1 … keyword5, remark"
+                    .to_string(),
+            );
+        }
+        if to.is_empty() {
+            continue;
+        }
+        let kind = id_kind(d.id_kind, rcol, to);
+        let mut biz = Map::new();
+        biz.insert(kind.field().into(), json!(to));
+        biz.insert(
+            "template".into(),
+            json!({"template_id": template_id, "context": Value::Object(context)}),
+        );
+        out.messages.push(Message {
+            line,
+            recipient: to.to_string(),
+            kind,
+            template_id: template_id.to_string(),
+            biz_content: Value::Object(biz).to_string(),
+        });
+    }
+    if rows == 0 && recipient.is_some() {
+        out.problems.push(Problem {
+            line: None,
+            column: None,
+            text: "the batch has no rows: nothing to send".to_string(),
+        });
+    }
+    for (id, lines) in library {
+        out.warnings.push(library_warning(&id, &lines));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Defaults {
+        Defaults {
+            template_id: Some("TPL1".into()),
+            url: None,
+            action_name: None,
+            head_color: None,
+            color: None,
+            id_kind: IdChoice::Auto,
+            allow_duplicates: false,
+        }
+    }
+
+    #[test]
+    fn action_name_counts_cjk_twice() {
+        assert_eq!(action_name_units("查看详情"), 8);
+        assert_eq!(action_name_units("View details"), 12);
+        assert_eq!(action_name_units("查看详情查看详情"), 16);
+        assert!(check_action_name("查看详情查看详情").is_none());
+        assert!(check_action_name("查看详情查看详情x").is_some());
+        assert!(check_action_name("abcdefghijklmnop").is_none());
+        assert!(check_action_name("abcdefghijklmnopq").is_some());
+    }
+
+    #[test]
+    fn colors_urls_and_library_ids() {
+        for ok in ["#fff", "#85be53", "#85BE53"] {
+            assert!(valid_color(ok), "{ok}");
+        }
+        for bad in ["fff", "#ffff", "#gggggg", "", "#85be5"] {
+            assert!(!valid_color(bad), "{bad}");
+        }
+        assert!(valid_url("https://example.com/a?b=1"));
+        assert!(valid_url("HTTP://example.com"));
+        for bad in [
+            "ftp://x",
+            "javascript:alert(1)",
+            "https://",
+            "example.com",
+            "https://a b",
+        ] {
+            assert!(!valid_url(bad), "{bad}");
+        }
+        assert!(looks_like_library_id("TM000000223"));
+        assert!(!looks_like_library_id("TMX1"));
+        assert!(!looks_like_library_id("a3f0c2"));
+    }
+
+    #[test]
+    fn id_kind_rules() {
+        use IdChoice::*;
+        assert_eq!(id_kind(Auto, "to_open_id", "2088123"), IdKind::OpenId);
+        assert_eq!(id_kind(Auto, "to_user_id", "abc"), IdKind::UserId);
+        assert_eq!(
+            id_kind(Auto, "alipaylife_userid", "2088102146785722"),
+            IdKind::UserId
+        );
+        assert_eq!(
+            id_kind(Auto, "alipaylife_userid", "20881021467857229999"),
+            IdKind::UserId,
+            "longer user IDs stay user IDs"
+        );
+        assert_eq!(
+            id_kind(Auto, "alipaylife_userid", "074a1KtUw1B9Z5y"),
+            IdKind::OpenId
+        );
+        assert_eq!(id_kind(UserId, "to_open_id", "x"), IdKind::UserId);
+    }
+
+    #[test]
+    fn a_good_batch_builds_biz_content() {
+        let text = "first,alipaylife_userid,keyword1,remark,url,first_color\n\
+                    您好,2088102146785722,HU7142,感谢,https://e.com/a,#f00\n";
+        let d = Defaults {
+            action_name: Some("查看详情".into()),
+            ..defaults()
+        };
+        let p = parse(text, &d);
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        assert_eq!(p.messages.len(), 1);
+        let m = &p.messages[0];
+        assert_eq!(m.line, 2);
+        let v: Value = serde_json::from_str(&m.biz_content).unwrap();
+        assert_eq!(v["to_user_id"], "2088102146785722");
+        assert_eq!(v["template"]["template_id"], "TPL1");
+        let c = &v["template"]["context"];
+        assert_eq!(c["first"], json!({"color": "#f00", "value": "您好"}));
+        assert_eq!(c["keyword1"]["color"], DEFAULT_COLOR);
+        assert_eq!(c["action_name"], "查看详情");
+        assert_eq!(c["url"], "https://e.com/a");
+        assert!(c.get("keyword2").is_none(), "empty fields are left out");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let text = "to_user_id,first,action_name,head_color,url\n\
+                    2088000000000001,a,,,\n\
+                    ,b,,,\n\
+                    2088000000000001,c,,,\n\
+                    2088000000000002,d,查看详情查看详情查看,,\n\
+                    2088000000000003,e,,#12345,\n\
+                    2088000000000004,f,,,ftp://x\n";
+        let p = parse(text, &defaults());
+        let shown: Vec<String> = p.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown.len(), 5, "{shown:#?}");
+        assert!(shown[0].starts_with("line 3, column to_user_id: no recipient"));
+        assert!(shown[1].starts_with("line 4, column to_user_id: duplicate recipient"));
+        assert!(shown[1].contains("first on line 2"));
+        assert!(shown[2].starts_with("line 5, column action_name:"));
+        assert!(shown[3].starts_with("line 6, column head_color:"));
+        assert!(shown[4].starts_with("line 7, column url:"));
+        let allowed = parse(
+            "to_user_id,first\n2088000000000001,a\n2088000000000001,b\n",
+            &Defaults {
+                allow_duplicates: true,
+                ..defaults()
+            },
+        );
+        assert!(allowed.problems.is_empty());
+        assert_eq!(allowed.messages.len(), 2);
+    }
+
+    #[test]
+    fn header_problems_and_empty_batches() {
+        let p = parse("id,first\n1,a\n", &defaults());
+        assert!(
+            p.problems[0].text.contains("no recipient column"),
+            "{:?}",
+            p.problems
+        );
+        let p = parse("alipaylife_userid,first\n\n", &defaults());
+        assert!(p.problems[0].text.contains("no rows"), "{:?}", p.problems);
+        let p = parse("", &defaults());
+        assert!(p.problems[0].text.contains("empty"), "{:?}", p.problems);
+        let p = parse(
+            "alipaylife_userid,first\n2088000000000001,a\n",
+            &Defaults {
+                template_id: None,
+                ..defaults()
+            },
+        );
+        assert!(p.problems[0].text.contains("no template id"));
+        let p = parse(
+            "alipaylife_userid,first,template_id\n2088000000000001,a,TM000000223\n",
+            &defaults(),
+        );
+        assert!(p.problems.is_empty());
+        assert!(
+            p.warnings[0].contains("template-library ID"),
+            "{:?}",
+            p.warnings
+        );
+        let p = parse(
+            "alipaylife_userid,first\n2088000000000001,a\n",
+            &Defaults {
+                color: Some("red".into()),
+                ..defaults()
+            },
+        );
+        assert_eq!(p.problems[0].to_string().split(':').next(), Some("--color"));
+    }
+}
