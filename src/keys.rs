@@ -296,19 +296,31 @@ fn decode(input: &[u8]) -> Result<Decoded, String> {
     })
 }
 
+/// A PEM label we may quote back: a few uppercase words, never part of a key's body.
+fn is_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 40
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ')
+}
+
+/// PEM, also squeezed onto one line (spaces for line breaks, as keys kept in environment
+/// variables often are). Messages quote the label only when it is a real label: with a damaged
+/// header, what follows `BEGIN` may be the key itself (found by fuzzing).
 fn decode_pem(text: &str) -> Result<Decoded, String> {
-    let first_line_end = text.find('\n').unwrap_or(text.len());
-    let begin = text[..first_line_end].trim();
-    let label = begin
-        .strip_prefix("-----BEGIN ")
-        .and_then(|rest| rest.strip_suffix("-----"))
-        .ok_or_else(|| {
-            "the PEM header line is malformed; it must read exactly \"-----BEGIN PRIVATE KEY-----\" \
-             (five dashes on each side)"
-                .to_string()
-        })?
-        .to_string();
-    let rest = &text[first_line_end..];
+    let malformed = || {
+        "the PEM header is malformed; it must read exactly \"-----BEGIN PRIVATE KEY-----\" (five \
+         dashes on each side)"
+            .to_string()
+    };
+    let after_begin = text.strip_prefix("-----BEGIN ").ok_or_else(malformed)?;
+    let label_end = after_begin.find("-----").ok_or_else(malformed)?;
+    let label = after_begin[..label_end].trim().to_string();
+    if !is_label(&label) {
+        return Err(malformed());
+    }
+    let rest = &after_begin[label_end + 5..];
     let end_marker = format!("-----END {label}-----");
     let Some(end) = rest.find("-----END") else {
         return Err(format!(
@@ -316,8 +328,7 @@ fn decode_pem(text: &str) -> Result<Decoded, String> {
              copy the whole key, including its last line"
         ));
     };
-    let end_line = rest[end..].lines().next().unwrap_or("").trim();
-    if end_line != end_marker {
+    if !rest[end..].trim_end().starts_with(&end_marker) {
         return Err(format!(
             "the PEM END line does not match its BEGIN line; it should read \"{end_marker}\""
         ));
@@ -329,8 +340,11 @@ fn decode_pem(text: &str) -> Result<Decoded, String> {
         }
         return Err("the PEM block has header lines (\"Name: value\"); remove them".to_string());
     }
-    let body_line = 1 + text[..text.len() - rest.len()].lines().count();
-    let der = decode_base64(body, body_line)?;
+    // The body starts on the line after BEGIN, or on the BEGIN line itself when squeezed.
+    let body_line = 1
+        + text[..text.len() - rest.len()].matches('\n').count()
+        + usize::from(!body.starts_with('\n'));
+    let der = decode_base64(body.strip_prefix('\n').unwrap_or(body), body_line.max(1))?;
     Ok(Decoded {
         der,
         encoding: Encoding::Pem,
@@ -623,6 +637,36 @@ mod tests {
             include_bytes!("../tests/fixtures/tv5_root_cert.pem"),
             "certificate",
         );
+    }
+
+    /// Found by fuzzing (fuzz/regressions/keys): a damaged or one-line PEM header must never make
+    /// a message quote the key.
+    #[test]
+    fn one_line_pem_is_accepted_and_damaged_headers_are_not_echoed() {
+        let one_line = pem("PRIVATE KEY", TV5_PKCS8).replace('\n', " ");
+        accepts(&one_line, Syntax::Pkcs8, Encoding::Pem);
+        refuses(
+            include_bytes!("../fuzz/regressions/keys/pem-label-echo-min"),
+            "the PEM header is malformed",
+        );
+        let no_end = one_line.replace("-----END PRIVATE KEY-----", "");
+        refuses(no_end.as_bytes(), "truncated");
+        let whole = include_bytes!("../fuzz/regressions/keys/pem-one-line-echoes-whole-key.pem");
+        if let Err(msg) = parse_private_key(whole) {
+            let text = String::from_utf8_lossy(whole);
+            let body: String = text
+                .split_whitespace()
+                .filter(|w| !w.starts_with("-----") && w.len() > 16)
+                .collect();
+            for i in 0..body.len().saturating_sub(16) {
+                assert!(
+                    !msg.contains(&body[i..i + 16]),
+                    "message echoes the key: {msg}"
+                );
+            }
+        }
+        let squeezed_label = format!("-----BEGIN PRIVATE KEY {}-----", TV5_PKCS8.trim());
+        refuses(squeezed_label.as_bytes(), "the PEM header is malformed");
     }
 
     #[test]
