@@ -165,3 +165,71 @@ fn no_key_material_anywhere() {
         }
     }
 }
+
+/// The hidden prompts on a terminal (a pseudo-terminal from util-linux `script`): the app id and
+/// then the key, pasted as one base64 line or as a PEM block. Nothing of the key comes back.
+#[test]
+fn the_terminal_prompt_never_echoes_the_key() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIPPED the_terminal_prompt_never_echoes_the_key: util-linux `script` is not installed"
+        );
+        return;
+    }
+    let dir = TestDir::new("prompt");
+    let em = Emulator::start(&dir, &["--followers", "3"]);
+    let b64: String = include_str!("fixtures/tv5_pkcs8.b64")
+        .split_whitespace()
+        .collect();
+    let pem = std::fs::read_to_string(fixture("tv5_private.pem")).unwrap();
+    let secrets = slices(&b64);
+    for (what, typed) in [("base64", format!("{b64}\n")), ("pem", pem.clone())] {
+        let out = dir.arg(&format!("{what}.csv"));
+        let inner = format!("{} export -v --gateway {} -o {out}", bin(), em.url);
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &inner, "/dev/null"])
+            .env_remove("ALIPAY_APP_ID")
+            .env_remove("ALIPAY_PRIVATE_KEY")
+            .env_remove("ALIPAY_PRIVATE_KEY_FILE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // Answer each prompt after it has been shown.
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        stdin.write_all(format!("{APP_ID}\n").as_bytes()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        stdin.write_all(typed.as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        let screen = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+        assert!(
+            screen.contains("Alipay app id (APPID, 16 digits):"),
+            "{what}: {screen}"
+        );
+        assert!(
+            screen.contains("Paste the app private key (input hidden"),
+            "{what}: {screen}"
+        );
+        assert!(
+            screen.contains("from the prompt") && screen.contains("exported 3 followers"),
+            "{what}: {screen}"
+        );
+        assert_clean(&format!("{what} terminal"), &screen, &secrets);
+        assert_clean(
+            &format!("{what} stderr"),
+            &String::from_utf8_lossy(&o.stderr),
+            &secrets,
+        );
+        assert_clean(
+            &format!("{what} output"),
+            &std::fs::read_to_string(&out).unwrap(),
+            &secrets,
+        );
+    }
+}
