@@ -249,6 +249,61 @@ fn parent_dir(path: &Path) -> &Path {
 }
 
 /// A streaming writer of follower IDs in one format.
+/// The files an export wrote. Numbered ums-json files are kept as a base and a count, not as a
+/// list, so memory does not grow with the number of followers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Written {
+    /// Standard output, or nothing to write.
+    #[default]
+    None,
+    One(PathBuf),
+    /// `base-0001.ext` … `base-{count:04}.ext`.
+    Numbered {
+        base: PathBuf,
+        count: u32,
+    },
+}
+
+impl Written {
+    pub fn count(&self) -> u32 {
+        match self {
+            Written::None => 0,
+            Written::One(_) => 1,
+            Written::Numbered { count, .. } => *count,
+        }
+    }
+
+    pub fn first(&self) -> Option<PathBuf> {
+        match self {
+            Written::None => None,
+            Written::One(p) => Some(p.clone()),
+            Written::Numbered { count: 0, .. } => None,
+            Written::Numbered { base, .. } => Some(numbered_path(base, 1)),
+        }
+    }
+
+    pub fn last(&self) -> Option<PathBuf> {
+        match self {
+            Written::Numbered { base, count } if *count > 0 => Some(numbered_path(base, *count)),
+            other => other.first(),
+        }
+    }
+
+    /// Every path, generated one at a time.
+    pub fn paths(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        let (one, numbered) = match self {
+            Written::None => (None, None),
+            Written::One(p) => (Some(p.clone()), None),
+            Written::Numbered { base, count } => (None, Some((base, *count))),
+        };
+        one.into_iter().chain(
+            numbered
+                .into_iter()
+                .flat_map(|(base, count)| (1..=count).map(move |n| numbered_path(base, n))),
+        )
+    }
+}
+
 pub trait IdWriter {
     /// Write one page's IDs (already deduplicated by the paging loop).
     fn write_ids(&mut self, kind: IdKind, ids: &[&str]) -> Result<()>;
@@ -256,7 +311,7 @@ pub trait IdWriter {
     fn page_done(&mut self) -> Result<()>;
     /// Commit every file under its real name; return the paths written (none for stdout).
     /// Dropping a writer without calling this leaves no file that looks complete.
-    fn finish(self: Box<Self>) -> Result<Vec<PathBuf>>;
+    fn finish(self: Box<Self>) -> Result<Written>;
 }
 
 /// Open the writer for `options.format` at `path` (`-` is stdout). Call [`validate`] first.
@@ -301,11 +356,11 @@ fn target_name(path: &str) -> String {
     }
 }
 
-fn file_paths(path: &str) -> Vec<PathBuf> {
+fn file_paths(path: &str) -> Written {
     if path == "-" {
-        Vec::new()
+        Written::None
     } else {
-        vec![PathBuf::from(path)]
+        Written::One(PathBuf::from(path))
     }
 }
 
@@ -378,7 +433,7 @@ impl IdWriter for CsvWriter {
             .map_err(|e| write_error(&target_name(&self.path), e))
     }
 
-    fn finish(self: Box<Self>) -> Result<Vec<PathBuf>> {
+    fn finish(self: Box<Self>) -> Result<Written> {
         let target = target_name(&self.path);
         let sink = self
             .writer
@@ -457,7 +512,7 @@ impl IdWriter for LineWriter {
         self.sink.page_done()
     }
 
-    fn finish(self: Box<Self>) -> Result<Vec<PathBuf>> {
+    fn finish(self: Box<Self>) -> Result<Written> {
         self.sink.finish()?;
         Ok(file_paths(&self.path))
     }
@@ -494,7 +549,8 @@ struct UmsJsonWriter {
     current: Option<AtomicFile>,
     in_current: usize,
     files: u32,
-    written: Vec<PathBuf>,
+    /// Files committed so far (numbered from 1).
+    committed: u32,
 }
 
 impl UmsJsonWriter {
@@ -513,7 +569,7 @@ impl UmsJsonWriter {
             current: None,
             in_current: 0,
             files: 0,
-            written: Vec::new(),
+            committed: 0,
         })
     }
 
@@ -524,7 +580,7 @@ impl UmsJsonWriter {
             file.write_all(b"\n]\n")
                 .map_err(|e| write_error(&path.display().to_string(), e))?;
             file.commit()?;
-            self.written.push(path);
+            self.committed += 1;
             self.in_current = 0;
         }
         Ok(())
@@ -573,9 +629,16 @@ impl IdWriter for UmsJsonWriter {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>) -> Result<Vec<PathBuf>> {
+    fn finish(mut self: Box<Self>) -> Result<Written> {
         self.commit_current()?;
-        Ok(std::mem::take(&mut self.written))
+        Ok(if self.committed == 0 {
+            Written::None
+        } else {
+            Written::Numbered {
+                base: self.base.clone(),
+                count: self.committed,
+            }
+        })
     }
 }
 
@@ -714,7 +777,7 @@ impl IdWriter for XlsxWriter {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>) -> Result<Vec<PathBuf>> {
+    fn finish(mut self: Box<Self>) -> Result<Written> {
         self.end_sheet()?;
         let path = self.target().to_path_buf();
         self.workbook
@@ -722,7 +785,7 @@ impl IdWriter for XlsxWriter {
             .map_err(|e| xlsx_error(&path, e))?;
         let XlsxWriter { file, .. } = *self;
         file.commit()?;
-        Ok(vec![path])
+        Ok(Written::One(path))
     }
 }
 
@@ -774,7 +837,7 @@ mod tests {
             writer.write_ids(IdKind::UserId, page).unwrap();
             writer.page_done().unwrap();
         }
-        writer.finish().unwrap()
+        writer.finish().unwrap().paths().collect()
     }
 
     fn text(path: &Path) -> String {
@@ -897,7 +960,7 @@ mod tests {
         let mut w = open(jsonl.to_str().unwrap(), &opts).unwrap();
         w.write_ids(IdKind::UserId, &IDS[..1]).unwrap();
         w.write_ids(IdKind::OpenId, &["o\"1"]).unwrap();
-        assert_eq!(w.finish().unwrap(), vec![jsonl.clone()]);
+        assert_eq!(w.finish().unwrap(), Written::One(jsonl.clone()));
         assert_eq!(
             text(&jsonl),
             "{\"id\":\"2088000000000001\",\"kind\":\"user_id\"}\n\

@@ -130,8 +130,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
 pub struct Exported {
     pub summary: Summary,
     pub target: String,
-    /// The files written (empty for stdout).
-    pub files: Vec<std::path::PathBuf>,
+    /// The files written (none for stdout).
+    pub files: formats::Written,
     pub elapsed: Duration,
     pub options: Option<Options>,
 }
@@ -376,7 +376,9 @@ fn summary_json(exported: &Exported, client: &Client) -> serde_json::Value {
         "verified": client.verifies(),
         "duration_secs": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
         "format": options.as_ref().map(|o| o.format.name()),
-        "output_files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        "output_files": files.count(),
+        "first_file": files.first().map(|f| f.display().to_string()),
+        "last_file": files.last().map(|f| f.display().to_string()),
     })
 }
 
@@ -389,15 +391,13 @@ pub fn describe(exported: &Exported, client: &Client) -> String {
         elapsed,
         options,
     } = exported;
-    let target = match files.as_slice() {
-        [] if target != "standard output" => "no file (no followers)".to_string(),
-        [] | [_] => target.clone(),
-        [first, .., last] => format!(
-            "{} files, {} … {}",
-            files.len(),
-            first.display(),
-            last.display()
-        ),
+    let target = match (files.count(), files.first(), files.last()) {
+        (0, _, _) if target != "standard output" => "no file (no followers)".to_string(),
+        (0 | 1, _, _) => target.clone(),
+        (n, Some(first), Some(last)) => {
+            format!("{n} files, {} … {}", first.display(), last.display())
+        }
+        _ => target.clone(),
     };
     let kind = match summary.kind {
         Some(IdKind::OpenId) => "open_id: this app uses OpenIDs",
