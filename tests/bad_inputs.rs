@@ -40,6 +40,7 @@ fn every_bad_input_gets_its_exact_message_and_leaves_nothing_behind() {
     assert!(cases.len() >= 30, "the corpus has {} cases", cases.len());
     let print = std::env::var_os("BAD_INPUTS_PRINT").is_some();
     let mut failures = Vec::new();
+    let inputs_before = files_in(&root.join("inputs"));
     for case in &cases {
         let dir = TestDir::new("bad");
         let here = dir.path.to_string_lossy().into_owned();
@@ -80,6 +81,18 @@ fn every_bad_input_gets_its_exact_message_and_leaves_nothing_behind() {
         let left = files_in(&dir.path);
         if !left.is_empty() {
             failures.push(format!("{}: left files behind: {left:?}", case.name));
+        }
+        // Reports and journals go beside a batch: nothing may appear there either.
+        let beside = files_in(&root.join("inputs"));
+        if beside != inputs_before {
+            let new: Vec<&String> = beside
+                .iter()
+                .filter(|f| !inputs_before.contains(f))
+                .collect();
+            failures.push(format!("{}: wrote beside its inputs: {new:?}", case.name));
+            for f in new {
+                let _ = std::fs::remove_file(root.join("inputs").join(f));
+            }
         }
     }
     assert!(

@@ -217,6 +217,12 @@ fn library_warning(id: &str, lines: &[u64]) -> String {
     )
 }
 
+/// Longest value accepted in a text field, and in `url`. Alipay documents no limits for these
+/// (UNCONFIRMED); these are generous for a template message and keep a mistake (a whole file
+/// pasted into a cell) from reaching the gateway.
+pub const MAX_FIELD_CHARS: usize = 1024;
+pub const MAX_URL_CHARS: usize = 2048;
+
 /// Parse and validate the whole batch.
 pub fn parse(text: &str, d: &Defaults) -> Parsed {
     let mut out = Parsed::default();
@@ -247,6 +253,20 @@ pub fn parse(text: &str, d: &Defaults) -> Parsed {
             return out;
         }
     };
+    // A column named twice would silently lose one of its values.
+    for (i, h) in header.iter().enumerate() {
+        if let Some(j) = header[..i].iter().position(|x| x == h && !h.is_empty()) {
+            out.problems.push(Problem {
+                line: Some(1),
+                column: None,
+                text: format!(
+                    "column {h:?} appears twice (fields {} and {}); keep one",
+                    j + 1,
+                    i + 1
+                ),
+            });
+        }
+    }
     let col = |name: &str| header.iter().position(|h| h == name);
     let recipient_cols: Vec<(&str, usize)> = RECIPIENT_COLUMNS
         .iter()
@@ -324,16 +344,40 @@ pub fn parse(text: &str, d: &Defaults) -> Parsed {
             continue; // blank rows Excel leaves at the end
         }
         rows += 1;
-        if record.len() > header.len() {
+        if record.len() != header.len() {
             out.problems.push(Problem {
                 line: Some(line),
                 column: None,
                 text: format!(
-                    "{} fields, but the header has {}",
+                    "{} fields, but the header has {}: a comma is missing or extra (a value \
+                     containing a comma must be in double quotes)",
                     record.len(),
                     header.len()
                 ),
             });
+            continue;
+        }
+        let mut too_long = false;
+        for (i, value) in record.iter().enumerate() {
+            let limit = if header[i] == "url" {
+                MAX_URL_CHARS
+            } else {
+                MAX_FIELD_CHARS
+            };
+            let chars = value.chars().count();
+            if chars > limit {
+                too_long = true;
+                out.problems.push(Problem {
+                    line: Some(line),
+                    column: Some(header[i].clone()),
+                    text: format!(
+                        "the value is {chars} characters long; at most {limit} are accepted (a \
+                         template message holds short texts)"
+                    ),
+                });
+            }
+        }
+        if too_long {
             continue;
         }
         let get = |name: &str| {
