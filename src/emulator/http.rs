@@ -268,6 +268,17 @@ fn read_request(
             message: "malformed request line",
         }));
     };
+    // Found by fuzzing (fuzz/regressions/http_request): "  HTTP/1.\n\n" split into an empty
+    // method and target and was served.
+    if method.is_empty()
+        || !method.bytes().all(|b| b.is_ascii_uppercase())
+        || !target.starts_with('/')
+    {
+        return Err(Ok(HttpError {
+            status: 400,
+            message: "malformed request line",
+        }));
+    }
     if !version.starts_with("HTTP/1.") {
         return Err(Ok(HttpError {
             status: 505,
@@ -426,6 +437,13 @@ mod tests {
             other => panic!("expected an HTTP error, got {other:?}"),
         };
         assert_eq!(status(b"GARBAGE\r\n\r\n"), 400);
+        assert_eq!(
+            status(include_bytes!(
+                "../../fuzz/regressions/http_request/empty-method-and-target"
+            )),
+            400
+        );
+        assert_eq!(status(b"post / HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(status(b"POST / HTTP/2\r\n\r\n"), 505);
         assert_eq!(
             status(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"),

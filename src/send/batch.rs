@@ -227,11 +227,38 @@ pub const MAX_URL_CHARS: usize = 2048;
 pub fn parse(text: &str, d: &Defaults) -> Parsed {
     let mut out = Parsed::default();
     check_flags(d, &mut out.problems);
+    // Rows are identified by line number (report, journal). The csv crate's own line count lags
+    // after CRLF records and blank lines (BurntSushi/rust-csv#395; found by fuzzing): a CRLF file
+    // from Excel on Windows got shifted numbers, and a CR-only file (old Mac Excel) numbered every
+    // row 1. So line ends are made `\n` and lines are counted here, from each record's byte offset.
+    let normalized;
+    let text = if text.contains('\r') {
+        normalized = text.replace("\r\n", "\n").replace('\r', "\n");
+        normalized.as_str()
+    } else {
+        text
+    };
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(false)
         .from_reader(text.as_bytes());
     let mut records = reader.records();
+    let mut counted = (0usize, 1u64); // (byte offset, line number) counted so far
+    let mut line_at = |byte: u64| -> u64 {
+        let mut byte = (byte as usize).min(text.len());
+        // The offset can point at blank lines the reader skipped before the record.
+        while text.as_bytes().get(byte) == Some(&b'\n') {
+            byte += 1;
+        }
+        if byte >= counted.0 {
+            counted.1 += text.as_bytes()[counted.0..byte]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+            counted.0 = byte;
+        }
+        counted.1
+    };
     let header: Vec<String> = match records.next() {
         Some(Ok(h)) => h.iter().map(|c| c.trim().to_ascii_lowercase()).collect(),
         Some(Err(e)) => {
@@ -330,7 +357,7 @@ pub fn parse(text: &str, d: &Defaults) -> Parsed {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map(|p| p.line());
+                let line = e.position().map(|p| line_at(p.byte()));
                 out.problems.push(Problem {
                     line,
                     column: None,
@@ -339,7 +366,7 @@ pub fn parse(text: &str, d: &Defaults) -> Parsed {
                 continue;
             }
         };
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let line = record.position().map(|p| line_at(p.byte())).unwrap_or(0);
         if record.iter().all(|f| f.trim().is_empty()) {
             continue; // blank rows Excel leaves at the end
         }
@@ -502,6 +529,36 @@ pub fn parse(text: &str, d: &Defaults) -> Parsed {
 
 #[cfg(test)]
 mod tests {
+
+    /// Found by fuzzing (fuzz/regressions/batch): CRLF and CR-only files must number their rows
+    /// exactly as an editor does, one line each.
+    #[test]
+    fn crlf_and_cr_only_files_get_distinct_correct_line_numbers() {
+        let d = Defaults {
+            template_id: Some("T1".into()),
+            url: None,
+            action_name: None,
+            head_color: None,
+            color: None,
+            id_kind: IdChoice::Auto,
+            allow_duplicates: false,
+        };
+        for end in ["\r\n", "\r", "\n"] {
+            let text = [
+                "alipaylife_userid,first",
+                "2088000000000001,a",
+                "",
+                "2088000000000002,b",
+                "2088000000000003,c",
+            ]
+            .join(end);
+            let parsed = parse(&text, &d);
+            assert!(parsed.problems.is_empty(), "{end:?}: {:?}", parsed.problems);
+            let lines: Vec<u64> = parsed.messages.iter().map(|m| m.line).collect();
+            assert_eq!(lines, [2, 4, 5], "line ends {end:?}");
+        }
+    }
+
     use super::*;
 
     fn defaults() -> Defaults {
