@@ -112,3 +112,18 @@ fn credentials_from_the_environment() {
         assert!(!r.stderr.contains(&secret[i..i + 16]) && !stderr.contains(&secret[i..i + 16]));
     }
 }
+
+#[test]
+fn demo_exports_and_sends_with_no_account() {
+    let dir = TestDir::new("demo");
+    let out = dir.arg("d");
+    let r = run(&["demo", "--dir", &out, "--followers", "1500"]);
+    r.code(0)
+        .stderr_has("exported 1,500 followers (user_id)")
+        .stderr_has("every answer's signature verified")
+        .stderr_has("sent 20 of 21 messages (1 failed");
+    assert_eq!(lines(&dir.join("d/followers.csv")).len(), 1_501);
+    let report = std::fs::read_to_string(dir.join("d/batch.report.csv")).unwrap();
+    assert_eq!(report.matches(",sent,").count(), 20);
+    assert!(report.contains("MSG_SD_NOFOLLOW"));
+}
