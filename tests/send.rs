@@ -618,3 +618,52 @@ fn a_second_send_of_the_same_batch_is_refused_while_the_first_runs() {
         "each row delivered exactly once"
     );
 }
+
+/// The batch is read again while sending (it is never held whole in memory), so an edit during
+/// a send must stop it: the journal records rows by line number of the content it checked.
+#[test]
+fn a_batch_edited_during_a_send_stops_it_and_the_original_resumes() {
+    let env = start("send-edited", &["--followers", "1500", "--latency-ms", "5"]);
+    let batch = env.batch("e.csv", 0..1500, &[]);
+    let original = std::fs::read(&batch).unwrap();
+    let args = env.args(&batch, &["--qps", "200", "--concurrency", "4", "-q"]);
+    let first = cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = env.dir.join("e.csv.journal");
+    let t = Instant::now();
+    while !journal.exists() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut edited = original.clone();
+    edited.extend_from_slice(format!("{},added,x,y,z\n", follower(1499)).as_bytes());
+    std::fs::write(&batch, &edited).unwrap();
+    let out = first.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Put the batch back as it was"), "{stderr}");
+    assert!(
+        stderr.contains("e.csv: the file changed while it was being read"),
+        "{stderr}"
+    );
+    let sent_before = env.delivered().len();
+    assert!(
+        sent_before > 0 && sent_before < 1500,
+        "stopped midway: {sent_before}"
+    );
+    // The edited file is not the batch the journal belongs to.
+    env.send(&batch, &["-q"])
+        .code(2)
+        .stderr_has("belongs to a different batch file");
+    // Put the original back: the re-run sends the rest, each row exactly once.
+    std::fs::write(&batch, &original).unwrap();
+    env.send(&batch, &["--qps", "1000", "--concurrency", "8", "-q"])
+        .code(0);
+    let counts = env.counts();
+    assert_eq!(counts.len(), 1500);
+    assert!(counts.values().all(|&n| n == 1), "each row delivered once");
+    let rows = report(&env.dir.join("e.report.csv"));
+    assert_eq!(statuses(&rows).get("sent"), Some(&1500));
+}

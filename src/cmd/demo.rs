@@ -162,7 +162,7 @@ fn send_demo(client: &Client, dir: &std::path::Path, followers: u64) -> Result<(
         followers.min(20),
         batch.display()
     );
-    let plan = super::send::plan(&send_args)?;
+    let plan = super::send::plan(&send_args, true)?;
     let code = super::send::execute(client, plan, &send_args)?;
     eprintln!(
         "demo: report {} (one failed row is expected: MSG_SD_NOFOLLOW); exit code would be {}",

@@ -3,10 +3,13 @@
 //! Exit 0 when every row is sent, 3 when some failed or are unknown, 1 on a batch-fatal error,
 //! 2 when the batch or the flags are invalid (nothing sent).
 
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
+use std::time::SystemTime;
 
 use argh::FromArgs;
 
@@ -14,9 +17,9 @@ use crate::cli::gateway_command;
 use crate::error::{Error, Result};
 use crate::gateway::Client;
 use crate::output::{self, Progress};
-use crate::send::batch::{self, Defaults, IdChoice, Message};
-use crate::send::encoding::{self, Encoding};
-use crate::send::engine::{self, Counts, Status};
+use crate::send::batch::{self, Defaults, IdChoice, Message, Rows};
+use crate::send::encoding::{self, Encoding, SniffError, Sniffed};
+use crate::send::engine::{self, Counts};
 use crate::send::journal::{self, Header, Replay, State};
 use crate::send::report;
 use crate::sign;
@@ -83,14 +86,91 @@ gateway_command! {
 /// Everything known before the first request.
 pub struct Plan {
     pub batch: PathBuf,
-    pub encoding: &'static str,
-    pub messages: Vec<Message>,
+    /// The batch, open (and locked, for a real send) from the first read to the report.
+    file: File,
+    /// Its size and modification time when first read: every later read checks them.
+    stamp: (u64, Option<SystemTime>),
+    pub sniffed: Sniffed,
+    defaults: Defaults,
     pub header: Header,
     pub prior: Option<Replay>,
     pub journal: PathBuf,
     pub report: PathBuf,
-    /// Indexes of the messages to send in this run.
-    pub pending: Vec<usize>,
+    /// Rows that are not blank, and those to send in this run.
+    pub rows: u64,
+    pub pending: u64,
+    pub first_pending: Option<Message>,
+    retry_unknown: bool,
+}
+
+const CHANGED: &str = "the file changed while it was being read; a batch must not be edited \
+                       during a send (rows already sent are in the journal, which belongs to the \
+                       old content)";
+
+/// The batch file read again: fails if it changed since it was validated, since the journal
+/// records rows by line number.
+struct Unchanged<'a> {
+    file: &'a File,
+    stamp: (u64, Option<SystemTime>),
+}
+
+impl Read for Unchanged<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        let meta = self.file.metadata()?;
+        if (meta.len(), meta.modified().ok()) != self.stamp {
+            return Err(io::Error::other(CHANGED));
+        }
+        Ok(n)
+    }
+}
+
+impl Seek for Unchanged<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.file.seek(to)
+    }
+}
+
+impl Plan {
+    fn unchanged(&self) -> Unchanged<'_> {
+        Unchanged {
+            file: &self.file,
+            stamp: self.stamp,
+        }
+    }
+
+    fn read_error(&self, e: io::Error) -> Error {
+        Error::io(format!("reading {}", self.batch.display()), e)
+    }
+
+    /// The batch's valid rows from the start, streaming.
+    fn rows(&self) -> Result<impl Iterator<Item = Result<Message>> + Send + '_> {
+        let text =
+            encoding::reader(self.unchanged(), &self.sniffed).map_err(|e| self.read_error(e))?;
+        let rows = Rows::new(text, &self.defaults).map_err(|e| self.read_error(e))?;
+        Ok(rows.map(|row| match row {
+            Ok(Ok(m)) => Ok(m),
+            Ok(Err(problems)) => Err(Error::Failed(format!(
+                "{}: {} (it was valid when checked)",
+                self.batch.display(),
+                problems.first().map(|p| p.to_string()).unwrap_or_default()
+            ))),
+            Err(e) => Err(self.read_error(e)),
+        }))
+    }
+
+    /// Whether a row is sent in this run, from the journal of earlier runs.
+    fn is_pending(&self, line: u64) -> bool {
+        is_pending(self.prior.as_ref(), line, self.retry_unknown)
+    }
+}
+
+fn is_pending(prior: Option<&Replay>, line: u64, retry_unknown: bool) -> bool {
+    match prior.and_then(|r| r.index.state(line)) {
+        Some(State::Sent) => false,
+        Some(State::Unknown) | Some(State::Sending) => retry_unknown,
+        _ => true,
+    }
 }
 
 /// `dir/name.report.csv` for `dir/name.csv`, `dir/name.report.csv` for `dir/name`.
@@ -110,8 +190,9 @@ pub fn default_journal(batch: &Path) -> PathBuf {
     batch.with_file_name(format!("{name}.journal"))
 }
 
-/// Read, decode, validate the batch and replay the journal. Nothing is sent, no key is read.
-pub fn plan(args: &Args) -> Result<Plan> {
+/// Read, decode, validate the batch and replay the journal, streaming. Nothing is sent, no key
+/// is read. With `lock`, the batch is locked first (see `lock_batch`).
+pub fn plan(args: &Args, lock: bool) -> Result<Plan> {
     if !(1..=512).contains(&args.concurrency) {
         return Err(Error::Usage(format!(
             "--concurrency must be between 1 and 512, not {}",
@@ -125,10 +206,32 @@ pub fn plan(args: &Args) -> Result<Plan> {
         )));
     }
     let path = PathBuf::from(&args.batch);
-    let bytes = std::fs::read(&path)
+    let mut file = File::open(&path)
         .map_err(|e| Error::Usage(format!("cannot read the batch {}: {e}", path.display())))?;
-    let decoded = encoding::decode(&bytes, args.encoding)
-        .map_err(|e| Error::Usage(format!("{}: {e}; nothing was sent", path.display())))?;
+    if lock {
+        lock_batch(&file, &args.batch)?;
+    }
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if meta.is_dir() {
+        return Err(Error::Usage(format!(
+            "cannot read the batch {}: it is a directory",
+            path.display()
+        )));
+    }
+    let stamp = (meta.len(), meta.modified().ok());
+    let sniffed = {
+        let mut guard = Unchanged { file: &file, stamp };
+        encoding::sniff(&mut guard, args.encoding).map_err(|e| match e {
+            SniffError::Undecodable(m) => {
+                Error::Usage(format!("{}: {m}; nothing was sent", path.display()))
+            }
+            SniffError::Io(e) => Error::io(format!("reading {}", path.display()), e),
+        })?
+    };
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let defaults = Defaults {
         template_id: args.template_id.clone(),
         url: args.url.clone(),
@@ -138,24 +241,9 @@ pub fn plan(args: &Args) -> Result<Plan> {
         id_kind: args.id_kind,
         allow_duplicates: args.allow_duplicates,
     };
-    let parsed = batch::parse(&decoded.text, &defaults);
-    for w in &parsed.warnings {
-        eprintln!("alipaylife: warning: {}: {w}", path.display());
-    }
-    if !parsed.problems.is_empty() {
-        for p in &parsed.problems {
-            eprintln!("alipaylife: error: {}: {p}", path.display());
-        }
-        let n = parsed.problems.len();
-        return Err(Error::Usage(format!(
-            "{}: {n} problem{} found (listed above); nothing was sent",
-            path.display(),
-            if n == 1 { "" } else { "s" }
-        )));
-    }
     let header = Header {
         alipaylife_send_journal: journal::FORMAT,
-        batch_sha256: journal::batch_hash(&bytes),
+        batch_sha256: sniffed.sha256.clone(),
         template_id: args.template_id.clone().unwrap_or_default(),
     };
     let journal_path = args
@@ -168,45 +256,69 @@ pub fn plan(args: &Args) -> Result<Plan> {
         .as_ref()
         .map(PathBuf::from)
         .unwrap_or_else(|| default_report(&path));
-    let prior = journal::load(&journal_path, &header)?;
-    let pending = parsed
-        .messages
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| {
-            match prior
-                .as_ref()
-                .and_then(|r| r.rows.get(&m.line))
-                .map(|e| e.state)
-            {
-                Some(State::Sent) => false,
-                Some(State::Unknown) | Some(State::Sending) => args.retry_unknown,
-                _ => true,
-            }
-        })
-        .map(|(i, _)| i)
-        .collect();
-    Ok(Plan {
+    let mut plan = Plan {
         batch: path,
-        encoding: decoded.encoding,
-        messages: parsed.messages,
+        file,
+        stamp,
+        sniffed,
+        defaults,
         header,
-        prior,
+        prior: None,
         journal: journal_path,
         report: report_path,
-        pending,
-    })
+        rows: 0,
+        pending: 0,
+        first_pending: None,
+        retry_unknown: args.retry_unknown,
+    };
+    plan.prior = journal::load(&plan.journal, &plan.header, plan.sniffed.line_ends)?;
+    // The checking pass, counting the rows this run sends.
+    let (mut pending, mut first) = (0u64, None);
+    let checked = {
+        let plan = &plan;
+        batch::validate(
+            || encoding::reader(plan.unchanged(), &plan.sniffed),
+            &plan.defaults,
+            plan.sniffed.line_ends,
+            |m| {
+                if plan.is_pending(m.line) {
+                    pending += 1;
+                    if first.is_none() {
+                        first = Some(m.clone());
+                    }
+                }
+            },
+        )
+        .map_err(|e| plan.read_error(e))?
+    };
+    for w in &checked.warnings {
+        eprintln!("alipaylife: warning: {}: {w}", plan.batch.display());
+    }
+    if !checked.problems.is_empty() {
+        for p in &checked.problems {
+            eprintln!("alipaylife: error: {}: {p}", plan.batch.display());
+        }
+        let n = checked.problems.len();
+        return Err(Error::Usage(format!(
+            "{}: {n} problem{} found (listed above); nothing was sent",
+            plan.batch.display(),
+            if n == 1 { "" } else { "s" }
+        )));
+    }
+    plan.rows = checked.rows;
+    plan.pending = pending;
+    plan.first_pending = first;
+    Ok(plan)
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let opts = args.gateway_opts();
     let settings = opts.settings()?;
     if args.dry_run {
-        return dry_run(&args, &plan(&args)?);
+        return dry_run(&args, &plan(&args, false)?);
     }
-    // Held until this function returns, taken before the journal is read.
-    let _lock = lock_batch(&args.batch)?;
-    let plan = plan(&args)?;
+    // Locked (until the plan is dropped) before the journal is read.
+    let plan = plan(&args, true)?;
     let client = opts.client_with(settings)?;
     execute(&client, plan, &args)
 }
@@ -214,10 +326,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
 /// One send of a batch at a time: an OS lock on the batch file (not a lock file), released when
 /// the process ends, even by SIGKILL. Two runs of one batch, even with different --journal
 /// paths, could otherwise both send its rows.
-fn lock_batch(path: &str) -> Result<std::fs::File> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {path}"), e))?;
+fn lock_batch(file: &File, path: &str) -> Result<()> {
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Usage(format!(
             "another `alipaylife send` is sending {path} right now; wait for it to finish (two runs \
              of one batch could deliver a message twice)"
@@ -227,23 +338,21 @@ fn lock_batch(path: &str) -> Result<std::fs::File> {
 }
 
 fn dry_run(args: &Args, plan: &Plan) -> Result<ExitCode> {
-    let total = plan.messages.len();
     println!(
         "dry run: {} ({}) is valid: {} rows, {} to send{}; nothing was sent",
         plan.batch.display(),
-        plan.encoding,
-        total,
-        plan.pending.len(),
+        plan.sniffed.name,
+        plan.rows,
+        plan.pending,
         if plan.prior.is_some() {
             format!(" (journal {} records the others)", plan.journal.display())
         } else {
             String::new()
         }
     );
-    let Some(&first) = plan.pending.first() else {
+    let Some(m) = &plan.first_pending else {
         return Ok(ExitCode::SUCCESS);
     };
-    let m = &plan.messages[first];
     let app_id = args
         .app_id
         .clone()
@@ -274,19 +383,21 @@ fn dry_run(args: &Args, plan: &Plan) -> Result<ExitCode> {
 }
 
 /// Send a planned batch with a ready client; write the report; summarise.
-pub fn execute(client: &Client, plan: Plan, args: &Args) -> Result<ExitCode> {
+pub fn execute(client: &Client, mut plan: Plan, args: &Args) -> Result<ExitCode> {
     let quiet = args.quiet;
     let retries = args.retries.unwrap_or(5);
     // Created (and so checked) before the first request: an unwritable report path fails now.
     drop(output::AtomicFile::create(&plan.report)?);
     let mut progress = Progress::new(quiet);
-    let finished = if plan.pending.is_empty() {
+    // Journal bytes written by earlier runs: entries past this are this run's.
+    let earlier_len = plan.prior.as_ref().map_or(0, |r| r.valid_len);
+    let finished = if plan.pending == 0 {
         None
     } else {
         let writer = journal::Writer::open(&plan.journal, &plan.header, plan.prior.as_ref())?;
         let journal = Mutex::new(writer);
         let counts = Counts::default();
-        let total = plan.pending.len() as u64;
+        let total = plan.pending;
         let call = |biz: &str| client.call_once(engine::METHOD, biz).map(|_| ());
         let options = engine::Options {
             concurrency: args.concurrency,
@@ -294,49 +405,76 @@ pub fn execute(client: &Client, plan: Plan, args: &Args) -> Result<ExitCode> {
             retry_unknown: args.retry_unknown,
             retries,
         };
-        let finished = engine::run(
-            &call,
-            &plan.messages,
-            &plan.pending,
-            &journal,
-            options,
-            &counts,
-            || {
-                progress.update(|elapsed| {
-                    let sent = counts.sent.load(Ordering::Relaxed);
-                    let failed = counts.failed.load(Ordering::Relaxed);
-                    let unknown = counts.unknown.load(Ordering::Relaxed);
-                    format!(
-                        "{} / {} sent · {failed} failed · {unknown} unknown · {}/s · {:.1}s",
-                        output::count(sent),
-                        output::count(total),
-                        output::rate(sent + failed + unknown, elapsed),
-                        elapsed.as_secs_f64()
-                    )
-                })
-            },
-        )?;
+        let rows = plan
+            .rows()?
+            .filter(|m| m.as_ref().map_or(true, |m| plan.is_pending(m.line)));
+        let finished = engine::run(&call, rows, total, &journal, options, &counts, || {
+            progress.update(|elapsed| {
+                let sent = counts.sent.load(Ordering::Relaxed);
+                let failed = counts.failed.load(Ordering::Relaxed);
+                let unknown = counts.unknown.load(Ordering::Relaxed);
+                format!(
+                    "{} / {} sent · {failed} failed · {unknown} unknown · {}/s · {:.1}s",
+                    output::count(sent),
+                    output::count(total),
+                    output::rate(sent + failed + unknown, elapsed),
+                    elapsed.as_secs_f64()
+                )
+            })
+        })?;
         progress.clear();
         Some(finished)
     };
-    let outcomes = finished
-        .as_ref()
-        .map(|f| f.outcomes.clone())
-        .unwrap_or_default();
-    let rows = report::rows(&plan.messages, &outcomes, plan.prior.as_ref());
-    report::write(&plan.report, &rows)?;
-    let [sent, failed, unknown, skipped] = report::tally(&rows);
-    let earlier = rows
-        .iter()
-        .filter(|r| r.earlier && r.outcome.status == Status::Sent)
-        .count();
+    // The report, from the journal as it now is (every run's outcomes) and the batch.
+    plan.prior = None;
+    let replay = journal::load(&plan.journal, &plan.header, plan.sniffed.line_ends)?;
+    let mut entries = match &replay {
+        Some(_) => Some(journal::Entries::open(&plan.journal)?),
+        None => None,
+    };
+    let written = plan.rows().and_then(|rows| {
+        let rows = rows.map(|m| {
+            let m = m?;
+            let at = replay.as_ref().and_then(|r| r.index.offset(m.line));
+            let entry = match (at, entries.as_mut()) {
+                (Some(at), Some(entries)) => Some(entries.at(at)?),
+                _ => None,
+            };
+            Ok(report::row(
+                &m,
+                entry,
+                at.is_some_and(|at| at < earlier_len),
+            ))
+        });
+        report::write(&plan.report, rows)
+    });
+    let fatal = finished.as_ref().and_then(|f| f.fatal.clone());
+    let tally = match (written, fatal) {
+        (Ok(tally), _) => tally,
+        (Err(e), None) => return Err(e),
+        (Err(e), Some(fatal)) => {
+            let journal = plan.journal.display();
+            return Err(Error::Failed(if fatal.contains(CHANGED) {
+                format!(
+                    "{fatal}\n  the report could not be written for the same reason; the journal \
+                     {journal} has every outcome. Put the batch back as it was and run the same \
+                     command again to send the rest, or send the edited file as a new batch \
+                     with --journal NEW_PATH"
+                )
+            } else {
+                format!(
+                    "{fatal}\n  the report could not be written ({e}); the journal {journal} has \
+                     every outcome: fix the cause and run the same command again (rows already \
+                     sent are skipped)"
+                )
+            }));
+        }
+    };
+    let (sent, failed, unknown, skipped) = (tally.sent, tally.failed, tally.unknown, tally.skipped);
+    let earlier = tally.earlier_sent;
     if !quiet {
-        let mut problems = rows
-            .iter()
-            .filter(|r| matches!(r.outcome.status, Status::Failed | Status::Unknown))
-            .peekable();
-        if problems.peek().is_some() {
-            for r in problems.by_ref().take(5) {
+        if !tally.first_problems.is_empty() {
+            for r in &tally.first_problems {
                 let o = &r.outcome;
                 eprintln!(
                     "alipaylife: line {}: {} {}: {} {}{}",
@@ -351,7 +489,7 @@ pub fn execute(client: &Client, plan: Plan, args: &Args) -> Result<ExitCode> {
                         .unwrap_or_default()
                 );
             }
-            let more = problems.count();
+            let more = failed + unknown - tally.first_problems.len();
             if more > 0 {
                 eprintln!("alipaylife: … and {more} more in the report");
             }
@@ -359,7 +497,7 @@ pub fn execute(client: &Client, plan: Plan, args: &Args) -> Result<ExitCode> {
         let mut line = format!(
             "sent {} of {} messages ({} failed, {} unknown, {} not attempted",
             output::count(sent as u64),
-            output::count(rows.len() as u64),
+            output::count(tally.rows as u64),
             failed,
             unknown,
             skipped

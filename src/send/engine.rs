@@ -2,11 +2,14 @@
 //! journal. Each row: wait for a slot, journal `sending`, call, classify, journal the outcome.
 //! Retries only what was certainly not delivered (connection refused, 40005); ambiguous outcomes
 //! are `unknown` (retried only with `--retry-unknown`); batch-fatal answers stop every worker, and
-//! rows never attempted stay unsent. The call itself is a closure, so this knows no HTTP.
+//! rows never attempted stay unsent. Rows come from an iterator read by a producer thread into a
+//! small bounded queue, so memory does not grow with the batch. The call itself is a closure, so
+//! this knows no HTTP.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::{Duration, Instant};
 
 use super::batch::Message;
@@ -178,8 +181,6 @@ pub struct Counts {
 
 #[derive(Debug)]
 pub struct Finished {
-    /// Indexed like the messages; None = not attempted in this run.
-    pub outcomes: Vec<Option<Outcome>>,
     pub fatal: Option<String>,
     pub retries: BTreeMap<&'static str, u64>,
     pub rate_cuts: u64,
@@ -189,15 +190,13 @@ pub struct Finished {
 
 struct Shared<'a, F> {
     call: &'a F,
-    messages: &'a [Message],
-    pending: &'a [usize],
+    /// Taken (dropped) by the last worker to stop, which ends a producer blocked on a full queue.
+    queue: Mutex<Option<Receiver<Message>>>,
     opts: Options,
-    cursor: AtomicUsize,
     stop: AtomicBool,
     fatal: Mutex<Option<String>>,
     pacer: Mutex<Pacer>,
     journal: &'a Mutex<journal::Writer>,
-    outcomes: Mutex<Vec<Option<Outcome>>>,
     retries: Mutex<BTreeMap<&'static str, u64>>,
     counts: &'a Counts,
 }
@@ -246,11 +245,14 @@ where
 
     fn worker(&self) {
         while !self.stop.load(Ordering::SeqCst) {
-            let k = self.cursor.fetch_add(1, Ordering::SeqCst);
-            let Some(&index) = self.pending.get(k) else {
-                break;
+            let next = match self.queue.lock().expect("queue lock").as_ref() {
+                Some(queue) => queue.recv(),
+                None => break,
             };
-            if let Some(outcome) = self.send_one(&self.messages[index]) {
+            let Ok(message) = next else {
+                break; // the producer is done
+            };
+            if let Some(outcome) = self.send_one(&message) {
                 let counter = match outcome.status {
                     Status::Sent => &self.counts.sent,
                     Status::Failed => &self.counts.failed,
@@ -258,7 +260,6 @@ where
                     Status::Skipped => continue,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                self.outcomes.lock().expect("outcomes lock")[index] = Some(outcome);
             }
         }
     }
@@ -377,12 +378,13 @@ where
     }
 }
 
-/// Send `pending` (indexes into `messages`) and return every outcome. `tick` runs about ten
-/// times a second on the calling thread (progress line); the journal is fsynced there too.
-pub fn run<F>(
+/// Send every message `rows` yields (`total` of them, for sizing the pool); outcomes go to the
+/// journal. `tick` runs about ten times a second on the calling thread (progress line); the
+/// journal is fsynced there too. An error from `rows` stops the batch like a fatal answer.
+pub fn run<F, I>(
     call: &F,
-    messages: &[Message],
-    pending: &[usize],
+    rows: I,
+    total: u64,
     journal: &Mutex<journal::Writer>,
     opts: Options,
     counts: &Counts,
@@ -390,29 +392,52 @@ pub fn run<F>(
 ) -> Result<Finished>
 where
     F: Fn(&str) -> std::result::Result<(), CallError> + Sync,
+    I: Iterator<Item = Result<Message>> + Send,
 {
     let started = Instant::now();
+    let workers = opts
+        .concurrency
+        .clamp(1, usize::try_from(total).unwrap_or(usize::MAX).max(1));
+    let (feed, queue) = sync_channel::<Message>(workers * 2);
     let shared = Shared {
         call,
-        messages,
-        pending,
+        queue: Mutex::new(Some(queue)),
         opts,
-        cursor: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
         fatal: Mutex::new(None),
         pacer: Mutex::new(Pacer::new(opts.qps)),
         journal,
-        outcomes: Mutex::new(vec![None; messages.len()]),
         retries: Mutex::new(BTreeMap::new()),
         counts,
     };
-    let workers = opts.concurrency.clamp(1, pending.len().max(1));
     let running = AtomicUsize::new(workers);
     std::thread::scope(|s| {
+        s.spawn(|| {
+            for row in rows {
+                if shared.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                match row {
+                    // Fails only when every worker has stopped.
+                    Ok(message) => {
+                        if feed.send(message).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        shared.set_fatal(format!("the batch stopped: {e}"));
+                        break;
+                    }
+                }
+            }
+            drop(feed);
+        });
         for _ in 0..workers {
             s.spawn(|| {
                 shared.worker();
-                running.fetch_sub(1, Ordering::SeqCst);
+                if running.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    shared.queue.lock().expect("queue lock").take();
+                }
             });
         }
         while running.load(Ordering::SeqCst) > 0 {
@@ -430,7 +455,6 @@ where
     journal.lock().expect("journal lock").sync()?;
     let pacer = shared.pacer.into_inner().expect("pacer lock");
     Ok(Finished {
-        outcomes: shared.outcomes.into_inner().expect("outcomes lock"),
         fatal: shared.fatal.into_inner().expect("fatal lock"),
         retries: shared.retries.into_inner().expect("retries lock"),
         rate_cuts: pacer.cuts,

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -64,36 +64,127 @@ pub fn batch_hash(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Where each line's final entry is in the journal, and its state: 8 bytes a line, so a journal
+/// of millions of rows is replayed without holding its entries.
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    /// `offset << 3 | state code` (1 sent, 2 failed, 3 unknown, 4 sending); 0: no entry.
+    slots: Vec<u64>,
+}
+
+impl Index {
+    fn code(state: State) -> u64 {
+        match state {
+            State::Sent => 1,
+            State::Failed => 2,
+            State::Unknown => 3,
+            State::Sending => 4,
+            State::Retry => 0,
+        }
+    }
+
+    fn slot(&self, line: u64) -> u64 {
+        usize::try_from(line)
+            .ok()
+            .and_then(|i| self.slots.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn set_slot(&mut self, line: u64, slot: u64) {
+        let i = usize::try_from(line).expect("line number fits in memory");
+        if i >= self.slots.len() {
+            self.slots.resize(i + 1, 0);
+        }
+        self.slots[i] = slot;
+    }
+
+    fn set(&mut self, line: u64, state: State, offset: u64) {
+        self.set_slot(line, offset << 3 | Index::code(state));
+    }
+
+    /// The final state of a line: `Sending` means the process died with it in flight.
+    pub fn state(&self, line: u64) -> Option<State> {
+        match self.slot(line) & 7 {
+            1 => Some(State::Sent),
+            2 => Some(State::Failed),
+            3 => Some(State::Unknown),
+            4 => Some(State::Sending),
+            _ => None,
+        }
+    }
+
+    /// The byte offset of a line's final entry.
+    pub fn offset(&self, line: u64) -> Option<u64> {
+        let slot = self.slot(line);
+        (slot != 0).then_some(slot >> 3)
+    }
+
+    /// Whether any row may have been delivered.
+    pub fn anything_sent(&self) -> bool {
+        self.slots.iter().any(|&s| matches!(s & 7, 1 | 3 | 4))
+    }
+}
+
 /// A replayed journal.
 #[derive(Debug, Default)]
 pub struct Replay {
     pub header: Option<Header>,
-    /// The final state of each line number that has one (`sending` already turned into `unknown`).
-    pub rows: HashMap<u64, Entry>,
+    /// The final state of each line number that has one.
+    pub index: Index,
     /// Bytes up to the end of the last complete line: appending continues from here.
-    pub valid_len: usize,
+    pub valid_len: u64,
     pub torn: bool,
 }
 
-/// Replay journal bytes. Pure. A damaged line other than the last is an error (line number in it).
-pub fn replay(bytes: &[u8]) -> std::result::Result<Replay, String> {
-    let mut out = Replay::default();
-    let mut offset = 0usize;
-    for (i, chunk) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
-        let complete = chunk.ends_with(b"\n");
-        let text = std::str::from_utf8(chunk).ok().map(str::trim);
-        if !complete {
+/// A `sending` entry with nothing after it: the process died with the request in flight.
+pub fn settle(mut entry: Entry) -> Entry {
+    if entry.state == State::Sending {
+        entry.state = State::Unknown;
+        entry.code = None;
+        entry.sub_code = None;
+        entry.sub_msg = Some(
+            "interrupted while the request was in flight; it may have been delivered".to_string(),
+        );
+    }
+    entry
+}
+
+/// Replay a journal, streaming. `lines` sizes the index (the batch's line count). A damaged
+/// line other than the last is an error (line number in it).
+pub fn replay(mut r: impl BufRead, lines: u64) -> std::result::Result<Replay, String> {
+    let mut out = Replay {
+        index: Index {
+            slots: vec![0; usize::try_from(lines + 2).unwrap_or(0)],
+        },
+        ..Replay::default()
+    };
+    // The state a line had before its `sending`, restored by a `retry` (a row unknown from an
+    // earlier run stays unknown when its new attempt was refused).
+    let mut before: HashMap<u64, u64> = HashMap::new();
+    let mut chunk = Vec::new();
+    let mut offset = 0u64;
+    for i in 0.. {
+        chunk.clear();
+        let n = r
+            .read_until(b'\n', &mut chunk)
+            .map_err(|e| format!("cannot be read: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        if !chunk.ends_with(b"\n") {
             out.torn = true; // killed mid-write: the request it announced never went out
             break;
         }
-        offset += chunk.len();
-        let Some(text) = text.filter(|t| !t.is_empty()) else {
-            if text.is_none() {
-                return Err(format!("line {} is not UTF-8", i + 1));
-            }
+        let at = offset;
+        offset += n as u64;
+        let Some(text) = std::str::from_utf8(&chunk).ok().map(str::trim) else {
+            return Err(format!("line {} is not UTF-8", i + 1));
+        };
+        if text.is_empty() {
             out.valid_len = offset;
             continue;
-        };
+        }
         if i == 0 {
             let header: Header = serde_json::from_str(text)
                 .map_err(|_| "line 1 is not an alipaylife send journal header".to_string())?;
@@ -105,24 +196,21 @@ pub fn replay(bytes: &[u8]) -> std::result::Result<Replay, String> {
             }
             out.header = Some(header);
         } else {
-            let mut entry: Entry = serde_json::from_str(text)
+            let entry: Entry = serde_json::from_str(text)
                 .map_err(|e| format!("line {} is damaged: {e}", i + 1))?;
+            let line = entry.line;
             match entry.state {
-                State::Retry => {
-                    out.rows.remove(&entry.line);
-                }
+                State::Retry => match before.remove(&line) {
+                    Some(slot) => out.index.set_slot(line, slot),
+                    None => out.index.set_slot(line, 0),
+                },
                 State::Sending => {
-                    entry.state = State::Unknown;
-                    entry.code = None;
-                    entry.sub_code = None;
-                    entry.sub_msg = Some(
-                        "interrupted while the request was in flight; it may have been delivered"
-                            .to_string(),
-                    );
-                    out.rows.insert(entry.line, entry);
+                    before.insert(line, out.index.slot(line));
+                    out.index.set(line, State::Sending, at);
                 }
-                _ => {
-                    out.rows.insert(entry.line, entry);
+                state => {
+                    before.remove(&line);
+                    out.index.set(line, state, at);
                 }
             }
         }
@@ -131,17 +219,58 @@ pub fn replay(bytes: &[u8]) -> std::result::Result<Replay, String> {
     Ok(out)
 }
 
-/// Read and replay a journal file, if there is one, and check it belongs to this batch.
-pub fn load(path: &Path, expected: &Header) -> Result<Option<Replay>> {
-    let mut bytes = Vec::new();
-    match File::open(path) {
-        Ok(mut f) => f
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?,
+/// Reads entries at offsets an `Index` gave, mostly in increasing order.
+pub struct Entries {
+    reader: BufReader<File>,
+    pos: u64,
+    path: PathBuf,
+}
+
+impl Entries {
+    pub fn open(path: &Path) -> Result<Entries> {
+        let file =
+            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        Ok(Entries {
+            reader: BufReader::with_capacity(64 * 1024, file),
+            pos: 0,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The entry at `offset`, settled (`sending` read as unknown).
+    pub fn at(&mut self, offset: u64) -> Result<Entry> {
+        let ctx = || format!("reading {}", self.path.display());
+        let moved = if offset >= self.pos {
+            self.reader.seek_relative((offset - self.pos) as i64)
+        } else {
+            self.reader.seek(SeekFrom::Start(offset)).map(|_| ())
+        };
+        moved.map_err(|e| Error::io(ctx(), e))?;
+        let mut line = Vec::new();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io(ctx(), e))?;
+        self.pos = offset + n as u64;
+        let entry: Entry = serde_json::from_slice(&line).map_err(|e| {
+            Error::io(
+                ctx(),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            )
+        })?;
+        Ok(settle(entry))
+    }
+}
+
+/// Read and replay a journal file, if there is one, and check it belongs to this batch. `lines`
+/// is the batch's line count.
+pub fn load(path: &Path, expected: &Header, lines: u64) -> Result<Option<Replay>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
     };
-    let replay = replay(&bytes).map_err(|e| {
+    let replay = replay(BufReader::with_capacity(64 * 1024, file), lines).map_err(|e| {
         Error::Usage(format!(
             "journal {}: {e}; move it away to start over (rows it recorded as sent would then be \
              sent again)",
@@ -163,10 +292,7 @@ pub fn load(path: &Path, expected: &Header) -> Result<Option<Replay>> {
             &expected.batch_sha256[..12],
         )));
     }
-    let anything_sent = replay
-        .rows
-        .values()
-        .any(|e| matches!(e.state, State::Sent | State::Unknown | State::Sending));
+    let anything_sent = replay.index.anything_sent();
     if header.template_id != expected.template_id && !anything_sent {
         // Nothing went out under the old template (say it did not exist): start afresh.
         return Ok(None);
@@ -202,7 +328,7 @@ impl Writer {
                     .write(true)
                     .open(path)
                     .map_err(|e| Error::io(ctx("opening"), e))?;
-                file.set_len(replay.valid_len as u64)
+                file.set_len(replay.valid_len)
                     .map_err(|e| Error::io(ctx("repairing the last line of"), e))?;
                 drop(file);
                 OpenOptions::new()
@@ -307,37 +433,75 @@ mod tests {
             String::new(),
         ]
         .join("\n");
-        let r = replay(text.as_bytes()).unwrap();
+        let r = replay(text.as_bytes(), 5).unwrap();
         assert_eq!(r.header.unwrap().template_id, "T");
-        assert_eq!(r.rows[&2].state, State::Sent);
-        assert_eq!(r.rows[&3].state, State::Unknown, "in flight when killed");
-        assert!(!r.rows.contains_key(&4), "a retry is pending again");
-        assert_eq!(r.rows[&5].state, State::Failed);
-        assert_eq!(r.valid_len, text.len());
+        assert_eq!(r.index.state(2), Some(State::Sent));
+        assert_eq!(
+            r.index.state(3),
+            Some(State::Sending),
+            "in flight when killed"
+        );
+        assert_eq!(r.index.state(4), None, "a retry is pending again");
+        assert_eq!(r.index.state(5), Some(State::Failed));
+        assert_eq!(r.valid_len, text.len() as u64);
         assert!(!r.torn);
+        // The index points at each line's final entry; a `sending` reads back as unknown.
+        let at = |line| r.index.offset(line).unwrap() as usize;
+        let tail = |line| text[at(line)..].lines().next().unwrap();
+        assert_eq!(tail(2), entry(2, State::Sent));
+        let settled = settle(serde_json::from_str(tail(3)).unwrap());
+        assert_eq!(settled.state, State::Unknown);
+        assert!(settled.sub_msg.unwrap().contains("in flight"));
+        assert!(r.index.anything_sent());
+    }
+
+    #[test]
+    fn a_refused_new_attempt_keeps_an_earlier_unknown() {
+        let text = [
+            header(),
+            entry(2, State::Sending),
+            entry(2, State::Unknown),
+            // A later run with --retry-unknown: refused, so certainly not delivered this time,
+            // but the first attempt may still have been.
+            entry(2, State::Sending),
+            entry(2, State::Retry),
+            entry(3, State::Sending),
+            entry(3, State::Retry),
+            String::new(),
+        ]
+        .join("\n");
+        let r = replay(text.as_bytes(), 3).unwrap();
+        assert_eq!(r.index.state(2), Some(State::Unknown));
+        assert_eq!(r.index.state(3), None);
+        assert!(r.index.anything_sent());
+        let none = replay(
+            format!("{}\n{}\n", header(), entry(3, State::Failed)).as_bytes(),
+            3,
+        );
+        assert!(!none.unwrap().index.anything_sent());
     }
 
     #[test]
     fn a_torn_last_line_is_dropped() {
         let good = format!("{}\n{}\n", header(), entry(2, State::Sent));
         let torn = format!("{good}{}", &entry(3, State::Sending)[..10]);
-        let r = replay(torn.as_bytes()).unwrap();
+        let r = replay(torn.as_bytes(), 3).unwrap();
         assert!(r.torn);
-        assert_eq!(r.valid_len, good.len());
-        assert!(!r.rows.contains_key(&3));
+        assert_eq!(r.valid_len, good.len() as u64);
+        assert_eq!(r.index.state(3), None);
         // Even a complete object without its newline counts as torn (the write was cut).
-        let r = replay(format!("{good}{}", entry(3, State::Sending)).as_bytes()).unwrap();
-        assert!(!r.rows.contains_key(&3));
+        let r = replay(format!("{good}{}", entry(3, State::Sending)).as_bytes(), 3).unwrap();
+        assert_eq!(r.index.state(3), None);
         // A torn header: nothing was sent yet.
-        let r = replay(&header().as_bytes()[..5]).unwrap();
+        let r = replay(&header().as_bytes()[..5], 3).unwrap();
         assert!(r.header.is_none());
     }
 
     #[test]
     fn damage_in_the_middle_is_an_error() {
         let text = format!("{}\n{{\"line\":2,\n{}\n", header(), entry(3, State::Sent));
-        let e = replay(text.as_bytes()).unwrap_err();
+        let e = replay(text.as_bytes(), 3).unwrap_err();
         assert!(e.starts_with("line 2 is damaged"), "{e}");
-        assert!(replay(b"hello\n").unwrap_err().contains("header"));
+        assert!(replay(&b"hello\n"[..], 3).unwrap_err().contains("header"));
     }
 }

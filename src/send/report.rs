@@ -1,11 +1,12 @@
-//! The report: one row per batch row with its final status, merged from this run's outcomes and
-//! the journal of earlier runs, written atomically (temp + rename, mode 0600) as CSV.
+//! The report: one row per batch row with its final status, from the journal (every run's
+//! outcomes, this one's included) or `skipped`, written atomically (temp + rename, mode 0600) as
+//! CSV, streaming. Also the tally for the summary.
 
 use std::path::Path;
 
 use super::batch::Message;
 use super::engine::{Outcome, Status};
-use super::journal::{Replay, State};
+use super::journal::{Entry, State};
 use crate::error::{Error, Result};
 use crate::output::AtomicFile;
 
@@ -25,78 +26,87 @@ pub struct Row {
     pub line: u64,
     pub recipient: String,
     pub outcome: Outcome,
-    /// The status comes from an earlier run's journal.
+    /// The status comes from an earlier run.
     pub earlier: bool,
 }
 
-/// The final state of every row: this run's outcome, else the journal's, else `skipped`.
-pub fn rows(
-    messages: &[Message],
-    this_run: &[Option<Outcome>],
-    prior: Option<&Replay>,
-) -> Vec<Row> {
-    messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            if let Some(o) = this_run.get(i).cloned().flatten() {
-                return Row {
-                    line: m.line,
-                    recipient: m.recipient.clone(),
-                    outcome: o,
-                    earlier: false,
-                };
-            }
-            let from_journal = prior.and_then(|r| r.rows.get(&m.line)).map(|e| Outcome {
-                status: match e.state {
-                    State::Sent => Status::Sent,
-                    State::Failed => Status::Failed,
-                    _ => Status::Unknown,
-                },
-                code: e.code.clone(),
-                sub_code: e.sub_code.clone(),
-                sub_msg: e.sub_msg.clone(),
-                attempts: e.attempts,
-                time: e.time.clone(),
-            });
-            Row {
-                line: m.line,
-                recipient: m.recipient.clone(),
-                earlier: from_journal.is_some(),
-                outcome: from_journal.unwrap_or(Outcome {
-                    status: Status::Skipped,
-                    code: None,
-                    sub_code: None,
-                    sub_msg: None,
-                    attempts: 0,
-                    time: None,
-                }),
-            }
-        })
-        .collect()
-}
-
-/// Count of rows per status: sent, failed, unknown, skipped.
-pub fn tally(rows: &[Row]) -> [usize; 4] {
-    let mut t = [0; 4];
-    for r in rows {
-        t[match r.outcome.status {
-            Status::Sent => 0,
-            Status::Failed => 1,
-            Status::Unknown => 2,
-            Status::Skipped => 3,
-        }] += 1;
+/// A batch row's final state: its journal entry (settled), else `skipped` (never attempted).
+pub fn row(m: &Message, entry: Option<Entry>, earlier: bool) -> Row {
+    let outcome = match entry {
+        Some(e) => Outcome {
+            status: match e.state {
+                State::Sent => Status::Sent,
+                State::Failed => Status::Failed,
+                _ => Status::Unknown,
+            },
+            code: e.code,
+            sub_code: e.sub_code,
+            sub_msg: e.sub_msg,
+            attempts: e.attempts,
+            time: e.time,
+        },
+        None => Outcome {
+            status: Status::Skipped,
+            code: None,
+            sub_code: None,
+            sub_msg: None,
+            attempts: 0,
+            time: None,
+        },
+    };
+    Row {
+        line: m.line,
+        recipient: m.recipient.clone(),
+        outcome,
+        earlier,
     }
-    t
 }
 
-pub fn write(path: &Path, rows: &[Row]) -> Result<()> {
+/// What the report holds, for the summary.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub rows: usize,
+    pub sent: usize,
+    pub failed: usize,
+    pub unknown: usize,
+    pub skipped: usize,
+    /// Rows sent by an earlier run.
+    pub earlier_sent: usize,
+    /// The first few failed or unknown rows, to show.
+    pub first_problems: Vec<Row>,
+}
+
+impl Tally {
+    fn add(&mut self, r: &Row) {
+        self.rows += 1;
+        match r.outcome.status {
+            Status::Sent => {
+                self.sent += 1;
+                self.earlier_sent += usize::from(r.earlier);
+            }
+            Status::Failed => self.failed += 1,
+            Status::Unknown => self.unknown += 1,
+            Status::Skipped => self.skipped += 1,
+        }
+        if matches!(r.outcome.status, Status::Failed | Status::Unknown)
+            && self.first_problems.len() < 5
+        {
+            self.first_problems.push(r.clone());
+        }
+    }
+}
+
+/// Write the report from rows in batch order; replaces `path` only when complete.
+pub fn write(path: &Path, rows: impl Iterator<Item = Result<Row>>) -> Result<Tally> {
+    let mut tally = Tally::default();
     let file = AtomicFile::create(path)?;
     let mut w = csv::Writer::from_writer(file);
     let ctx = || format!("writing {}", path.display());
     let err = |e: csv::Error| Error::io(ctx(), e.into());
     w.write_record(HEADER).map_err(err)?;
     for r in rows {
+        let r = r?;
+        tally.add(&r);
         let o = &r.outcome;
         w.write_record([
             r.line.to_string().as_str(),
@@ -113,5 +123,6 @@ pub fn write(path: &Path, rows: &[Row]) -> Result<()> {
     let file = w
         .into_inner()
         .map_err(|e| Error::io(ctx(), e.into_error()))?;
-    file.commit()
+    file.commit()?;
+    Ok(tally)
 }
