@@ -298,10 +298,17 @@ pub fn plan(args: &Args, lock: bool) -> Result<Plan> {
         for p in &checked.problems {
             eprintln!("alipaylife: error: {}: {p}", plan.batch.display());
         }
-        let n = checked.problems.len();
+        let listed = checked.problems.len() as u64;
+        let n = listed + checked.unlisted;
+        let shown = if checked.unlisted > 0 {
+            format!("the first {} listed above", output::count(listed))
+        } else {
+            "listed above".to_string()
+        };
         return Err(Error::Usage(format!(
-            "{}: {n} problem{} found (listed above); nothing was sent",
+            "{}: {} problem{} found ({shown}); nothing was sent",
             plan.batch.display(),
+            output::count(n),
             if n == 1 { "" } else { "s" }
         )));
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{NaiveDateTime, TimeZone};
-use rsa::{PrivateKey, PublicKey};
+use rsa::PublicKey;
 use serde::Serialize;
 
 use super::faults::{Fault, Faults};
@@ -31,7 +31,8 @@ const JSON: &str = "application/json;charset=utf-8";
 pub struct Gateway {
     pub app_id: String,
     pub app_public: PublicKey,
-    pub alipay_private: PrivateKey,
+    /// Alipay's private key, which signs every answer.
+    pub alipay_signer: crate::keys::Signer,
     pub followers: Followers,
     pub messages: Messages,
     pub faults: Faults,
@@ -255,10 +256,7 @@ impl Gateway {
     /// A signed `<method>_response` answer.
     fn node<T: Serialize>(&self, method: &str, value: &T) -> Answer {
         let text = alipay_json(value);
-        let sig = self
-            .alipay_private
-            .pkcs1v15_sign::<sha2::Sha256>(text.as_bytes())
-            .expect("sign answer");
+        let sig = self.alipay_signer.sign_sha256(text.as_bytes());
         let name = format!("{}_response", method.replace('.', "_"));
         // Certificate mode puts the signing certificate's SN beside `sign`, before it.
         let cert_sn = match &self.cert {

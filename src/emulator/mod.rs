@@ -202,7 +202,7 @@ pub fn prepare(config: Config) -> Result<(Arc<Gateway>, KeyFiles)> {
     let gateway = Gateway {
         app_id: config.app_id,
         app_public,
-        alipay_private,
+        alipay_signer: crate::keys::Signer::new(alipay_private),
         followers: config.followers,
         faults: config.faults,
         latency: config.latency,

@@ -4,7 +4,7 @@
 //! whole file in memory that does not grow with it, apart from 16 bytes a row for finding
 //! duplicate recipients. `parse` does it all on text held in memory (tests, fuzzing).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::io::{self, Read};
@@ -660,12 +660,18 @@ impl<R: Read> Iterator for Rows<R> {
 /// What the checking pass found.
 #[derive(Debug, Default)]
 pub struct Validated {
-    /// Every problem, in line order (flag problems first).
+    /// The first `LISTED` problems, in line order (flag problems first).
     pub problems: Vec<Problem>,
+    /// Problems found beyond those.
+    pub unlisted: u64,
     pub warnings: Vec<String>,
     /// Rows that are not blank.
     pub rows: u64,
 }
+
+/// Problems listed at most: a batch of millions of bad rows (say, the wrong column names) is
+/// counted in full but not printed in full.
+pub const LISTED: usize = 1000;
 
 /// A recipient's 64-bit SipHash (fixed keys, so the same in every run). Two different IDs with
 /// the same hash (about one chance in 10^6 for 10 million rows) would be reported as duplicates:
@@ -686,7 +692,9 @@ pub fn validate<R: Read>(
     mut each: impl FnMut(&Message),
 ) -> io::Result<Validated> {
     let mut rows = Rows::new(open()?, d)?;
+    // The first LISTED problems in line order are kept; the others only counted.
     let mut problems = rows.header_problems();
+    let mut total = problems.len() as u64;
     // (hash, line) of every recipient; sorted afterwards to find duplicates.
     let mut seen: Vec<(u64, u64)> = Vec::new();
     if !d.allow_duplicates {
@@ -700,19 +708,28 @@ pub fn validate<R: Read>(
                 }
                 each(&m);
             }
-            Err(p) => problems.extend(p),
+            Err(p) => {
+                total += p.len() as u64;
+                let room = LISTED.saturating_sub(problems.len());
+                problems.extend(p.into_iter().take(room));
+            }
         }
     }
     let column = rows.recipient_column();
     let count = rows.rows;
     let (more, warnings) = rows.finish();
+    total += more.len() as u64;
     problems.extend(more);
-    // Rows with a recipient seen on an earlier line: (line, first line).
+    // Rows whose recipient was on an earlier line: the first LISTED of them (line, first line).
     seen.sort_unstable();
-    let mut duplicates: HashMap<u64, u64> = HashMap::new();
+    let mut duplicates = BTreeMap::new();
     for run in seen.chunk_by(|a, b| a.0 == b.0) {
         for (_, line) in &run[1..] {
+            total += 1;
             duplicates.insert(*line, run[0].1);
+            if duplicates.len() > LISTED {
+                duplicates.pop_last();
+            }
         }
     }
     drop(seen);
@@ -735,7 +752,9 @@ pub fn validate<R: Read>(
     }
     // Flag problems (no line) first, then by line; stable, so a line's problems keep their order.
     problems.sort_by_key(|p| p.line.map_or(0, |l| l + 1));
+    problems.truncate(LISTED);
     Ok(Validated {
+        unlisted: total - problems.len() as u64,
         problems,
         warnings,
         rows: count,
@@ -888,6 +907,26 @@ mod tests {
                  on line 2); remove it, or pass --allow-duplicates to send it a message per row",
             ]
         );
+    }
+
+    #[test]
+    fn the_first_problems_in_line_order_are_listed_and_the_rest_counted() {
+        // Even lines: duplicates of line 2; odd lines: no message text.
+        let mut text = String::from("alipaylife_userid,first\n2088000000000001,a\n");
+        for i in 3..=3002u64 {
+            if i % 2 == 0 {
+                text.push_str("2088000000000001,b\n");
+            } else {
+                text.push_str(&format!("2088{i:012},\n"));
+            }
+        }
+        let v = validate(|| Ok(text.as_bytes()), &defaults(), 3003, |_| {}).unwrap();
+        assert_eq!(v.problems.len(), LISTED);
+        assert_eq!(v.unlisted, 3000 - LISTED as u64);
+        let lines: Vec<u64> = v.problems.iter().map(|p| p.line.unwrap()).collect();
+        assert_eq!(lines, (3..3 + LISTED as u64).collect::<Vec<_>>());
+        assert!(v.problems[0].text.starts_with("no message text"));
+        assert!(v.problems[1].text.starts_with("duplicate recipient"));
     }
 
     fn defaults() -> Defaults {
