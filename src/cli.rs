@@ -81,9 +81,10 @@ pub fn parse(argv: &[String]) -> std::result::Result<Cli, ExitCode> {
                 Err(ExitCode::SUCCESS)
             }
             Err(()) => {
+                // argh quotes the argument it rejects, which may be a pasted key.
+                let said = crate::keys::redact_key_text(early.output.trim_end(), &args);
                 eprintln!(
-                    "alipaylife: error: {}\nRun `alipaylife --help` (or `alipaylife COMMAND --help`) for usage.",
-                    early.output.trim_end()
+                    "alipaylife: error: {said}\nRun `alipaylife --help` (or `alipaylife COMMAND --help`) for usage."
                 );
                 Err(ExitCode::from(2))
             }

@@ -265,6 +265,13 @@ fn read_path(path: &str, what: &str) -> Result<Vec<u8>> {
             .map_err(|e| Error::io(format!("reading the {what} from standard input"), e))?;
         return Ok(buf);
     }
+    if crate::keys::looks_like_key_text(path) {
+        return Err(Error::Config(format!(
+            "cannot read the {what} file: the name given is the key's text itself (not shown): give \
+             the path of a file holding it, or `-` to read it from standard input, or put the \
+             text in ALIPAY_PRIVATE_KEY / ALIPAY_PUBLIC_KEY"
+        )));
+    }
     std::fs::read(path).map_err(|e| {
         let why = match e.kind() {
             io::ErrorKind::NotFound => "no such file; check the path".to_string(),

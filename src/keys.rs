@@ -175,6 +175,32 @@ impl AppKey {
     }
 }
 
+/// Whether a command-line value (a file name, an unexpected argument) is key text: a PEM block, or
+/// 64 or more characters of base64 alphabet only (paths have dots, dashes or underscores). Such a
+/// value is never echoed in an error.
+pub fn looks_like_key_text(s: &str) -> bool {
+    s.contains("-----BEGIN")
+        || s.contains("PRIVATE KEY")
+        || (s.trim().len() >= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c) || c.is_whitespace()))
+}
+
+/// Replace every key-text value of `args` found in `text` (argh's usage errors quote the
+/// argument they reject).
+pub fn redact_key_text(text: &str, args: &[String]) -> String {
+    let mut out = text.to_string();
+    for arg in args.iter().filter(|a| looks_like_key_text(a)) {
+        // As given, and trimmed: the message may have lost the key's final newline.
+        for form in [arg.as_str(), arg.trim()] {
+            if !form.is_empty() {
+                out = out.replace(form, "<key text, not shown>");
+            }
+        }
+    }
+    out
+}
+
 /// Bare base64 SubjectPublicKeyInfo (`MIIBIjANBgkqhkiG9w0BAQEF…`).
 pub fn public_key_base64(key: &PublicKey) -> String {
     general_purpose::STANDARD.encode(
@@ -553,6 +579,31 @@ mod tests {
     pub(crate) const TV5_PKCS8: &str = include_str!("../tests/fixtures/tv5_pkcs8.b64");
     const TV5_PKCS1: &str = include_str!("../tests/fixtures/tv5_pkcs1.b64");
     const TV5_PUBLIC: &str = include_str!("../tests/fixtures/tv5_public.b64");
+
+    #[test]
+    fn key_text_is_recognised_and_redacted() {
+        let pem = pem("PRIVATE KEY", TV5_PKCS8);
+        let b64: String = TV5_PKCS8.split_whitespace().collect();
+        for key in [pem.as_str(), b64.as_str(), &b64[..80]] {
+            assert!(looks_like_key_text(key));
+        }
+        for path in [
+            "app_private_key.pem",
+            "/home/me/keys/2021000000000001/app-private-key.txt",
+            "-",
+            "key",
+            "/aaaa/bbbbbbbbbbbbb/cccccccc",
+        ] {
+            assert!(!looks_like_key_text(path), "{path}");
+        }
+        let argv = vec![
+            "export".to_string(),
+            format!("{pem}\n"),
+            "x.pem".to_string(),
+        ];
+        let said = redact_key_text(&format!("Unrecognized argument: {}", pem.trim()), &argv);
+        assert_eq!(said, "Unrecognized argument: <key text, not shown>");
+    }
 
     /// PKCS#1 v1.5 signatures are deterministic: ring (used for speed) and rsa agree to the byte,
     /// for the TV-5 key in both syntaxes and for a fresh key.

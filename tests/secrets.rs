@@ -1184,9 +1184,6 @@ fn emulate_never_shows_its_keys() {
 /// `ALIPAY_PRIVATE_KEY`, the same for the Alipay key and the emulator's app key). The error must
 /// say the file cannot be read without quoting the "file name".
 #[test]
-#[ignore = "bug: a key given where a path belongs is echoed in full by \"cannot read the private \
-            key file <PATH>\" (src/credentials.rs read_path) and by emulate's \"cannot read <PATH>\" \
-            (src/emulator/mod.rs read_public)"]
 fn a_key_given_where_a_file_name_belongs_is_not_echoed() {
     let dir = TestDir::new("secrets-path");
     let pem = std::fs::read_to_string(fixture("tv5_private.pem")).unwrap();
@@ -1269,9 +1266,6 @@ fn a_key_given_where_a_file_name_belongs_is_not_echoed() {
 /// `-privatekey` flag forgotten or mistyped), or `-privatekey` given twice. The argument parser's
 /// message quotes the offending argument; it must not when that argument is the key.
 #[test]
-#[ignore = "bug: argh's usage errors quote the argument they reject, and src/cli.rs parse() prints \
-            them unfiltered: \"Unrecognized argument: <KEY>\" and \"Error parsing option \
-            '--private-key' with value '<KEY>': duplicate values provided\""]
 fn usage_errors_never_echo_a_key_on_the_command_line() {
     let pem = std::fs::read_to_string(fixture("tv5_private.pem")).unwrap();
     let b64 = body(&pem);

@@ -389,6 +389,32 @@ fn dry_run(args: &Args, plan: &Plan) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Every batch row with its final state from the journal (`skipped` when it has none), in batch
+/// order, streaming. Entries at offsets below `earlier_len` were written by earlier runs.
+fn final_rows<'a>(
+    plan: &'a Plan,
+    replay: Option<&'a Replay>,
+    earlier_len: u64,
+) -> Result<impl Iterator<Item = Result<report::Row>> + 'a> {
+    let mut entries = match replay {
+        Some(_) => Some(journal::Entries::open(&plan.journal)?),
+        None => None,
+    };
+    Ok(plan.rows()?.map(move |m| {
+        let m = m?;
+        let at = replay.and_then(|r| r.index.offset(m.line));
+        let entry = match (at, entries.as_mut()) {
+            (Some(at), Some(entries)) => Some(entries.at(at)?),
+            _ => None,
+        };
+        Ok(report::row(
+            &m,
+            entry,
+            at.is_some_and(|at| at < earlier_len),
+        ))
+    }))
+}
+
 /// Send a planned batch with a ready client; write the report; summarise.
 pub fn execute(client: &Client, mut plan: Plan, args: &Args) -> Result<ExitCode> {
     let quiet = args.quiet;
@@ -415,7 +441,20 @@ pub fn execute(client: &Client, mut plan: Plan, args: &Args) -> Result<ExitCode>
         let rows = plan
             .rows()?
             .filter(|m| m.as_ref().map_or(true, |m| plan.is_pending(m.line)));
+        let mut announced = false;
         let finished = engine::run(&call, rows, total, &journal, options, &counts, || {
+            // Say at once why the batch stops: requests in flight can take a while to end.
+            if !announced && let Some(why) = counts.stopping.lock().expect("lock").clone() {
+                announced = true;
+                progress.clear();
+                if !quiet {
+                    let first = why.lines().next().unwrap_or_default();
+                    eprintln!(
+                        "alipaylife: stopping the batch ({first}); waiting for the requests in \
+                         flight"
+                    );
+                }
+            }
             progress.update(|elapsed| {
                 let sent = counts.sent.load(Ordering::Relaxed);
                 let failed = counts.failed.load(Ordering::Relaxed);
@@ -435,47 +474,32 @@ pub fn execute(client: &Client, mut plan: Plan, args: &Args) -> Result<ExitCode>
     // The report, from the journal as it now is (every run's outcomes) and the batch.
     plan.prior = None;
     let replay = journal::load(&plan.journal, &plan.header, plan.sniffed.line_ends)?;
-    let mut entries = match &replay {
-        Some(_) => Some(journal::Entries::open(&plan.journal)?),
-        None => None,
-    };
-    let written = plan.rows().and_then(|rows| {
-        let rows = rows.map(|m| {
-            let m = m?;
-            let at = replay.as_ref().and_then(|r| r.index.offset(m.line));
-            let entry = match (at, entries.as_mut()) {
-                (Some(at), Some(entries)) => Some(entries.at(at)?),
-                _ => None,
-            };
-            Ok(report::row(
-                &m,
-                entry,
-                at.is_some_and(|at| at < earlier_len),
-            ))
-        });
-        report::write(&plan.report, rows)
-    });
     let fatal = finished.as_ref().and_then(|f| f.fatal.clone());
-    let tally = match (written, fatal) {
-        (Ok(tally), _) => tally,
-        (Err(e), None) => return Err(e),
-        (Err(e), Some(fatal)) => {
-            let journal = plan.journal.display();
-            return Err(Error::Failed(if fatal.contains(CHANGED) {
-                format!(
-                    "{fatal}\n  the report could not be written for the same reason; the journal \
-                     {journal} has every outcome. Put the batch back as it was and run the same \
-                     command again to send the rest, or send the edited file as a new batch \
-                     with --journal NEW_PATH"
-                )
-            } else {
-                format!(
-                    "{fatal}\n  the report could not be written ({e}); the journal {journal} has \
-                     every outcome: fix the cause and run the same command again (rows already \
-                     sent are skipped)"
-                )
-            }));
-        }
+    let rows = || final_rows(&plan, replay.as_ref(), earlier_len);
+    let (tally, report_error) = match rows().and_then(|r| report::write(&plan.report, r)) {
+        Ok(tally) => (tally, None),
+        // Still count, for the summary and for what the error says (a full disk, say).
+        Err(e) => match rows().and_then(report::tally) {
+            Ok(tally) => (tally, Some(e)),
+            Err(_) => {
+                let Some(fatal) = fatal else { return Err(e) };
+                let journal = plan.journal.display();
+                return Err(Error::Failed(if fatal.contains(CHANGED) {
+                    format!(
+                        "{fatal}\n  the report could not be written for the same reason; the \
+                         journal {journal} has every outcome. Put the batch back as it was and \
+                         run the same command again to send the rest, or send the edited file as \
+                         a new batch with --journal NEW_PATH"
+                    )
+                } else {
+                    format!(
+                        "{fatal}\n  the report could not be written ({e}); the journal {journal} \
+                         has every outcome: fix the cause and run the same command again (rows \
+                         already sent are skipped)"
+                    )
+                }));
+            }
+        },
     };
     let (sent, failed, unknown, skipped) = (tally.sent, tally.failed, tally.unknown, tally.skipped);
     let earlier = tally.earlier_sent;
@@ -538,11 +562,18 @@ pub fn execute(client: &Client, mut plan: Plan, args: &Args) -> Result<ExitCode>
             line.push_str("; every answer's signature verified");
         }
         eprintln!("alipaylife: {line}");
-        eprintln!(
-            "alipaylife: report {}; journal {}",
-            plan.report.display(),
-            plan.journal.display()
-        );
+        match &report_error {
+            None => eprintln!(
+                "alipaylife: report {}; journal {}",
+                plan.report.display(),
+                plan.journal.display()
+            ),
+            Some(_) => eprintln!(
+                "alipaylife: report {} NOT written (see below); journal {} (every outcome)",
+                plan.report.display(),
+                plan.journal.display()
+            ),
+        }
         if unknown > 0 && !args.retry_unknown {
             eprintln!(
                 "alipaylife: unknown = the request reached the gateway but no clear answer came \
@@ -551,11 +582,24 @@ pub fn execute(client: &Client, mut plan: Plan, args: &Args) -> Result<ExitCode>
             );
         }
     }
-    if let Some(fatal) = finished.and_then(|f| f.fatal) {
+    let report_note = report_error
+        .as_ref()
+        .map(|e| {
+            format!(
+                "\n  the report could not be written either ({e}); the journal {} has every \
+                 outcome, and the next run writes the report",
+                plan.journal.display()
+            )
+        })
+        .unwrap_or_default();
+    if let Some(fatal) = fatal {
         return Err(Error::Failed(format!(
             "{fatal}\n  {skipped} rows were not attempted and are left unsent: fix the cause and \
-             run the same command again (rows already sent are skipped)"
+             run the same command again (rows already sent are skipped){report_note}"
         )));
+    }
+    if let Some(e) = report_error {
+        return Err(e);
     }
     Ok(if failed + unknown > 0 {
         ExitCode::from(3)

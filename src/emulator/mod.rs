@@ -68,6 +68,13 @@ fn generate() -> PrivateKey {
 
 /// The emulator's own key reading: PEM or bare base64 SubjectPublicKeyInfo.
 fn read_public(path: &Path) -> Result<PublicKey> {
+    if crate::keys::looks_like_key_text(&path.to_string_lossy()) {
+        return Err(Error::Config(
+            "cannot read --app-public-key-file: the name given is the key's text itself (not \
+             shown): save the app public key in a file and give its path"
+                .to_string(),
+        ));
+    }
     let text = fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
     let parsed = if text.contains("-----BEGIN") {

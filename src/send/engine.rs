@@ -177,6 +177,8 @@ pub struct Counts {
     pub failed: AtomicU64,
     pub unknown: AtomicU64,
     pub calls: AtomicU64,
+    /// Why the batch is stopping, as soon as it is (requests in flight still finish).
+    pub stopping: Mutex<Option<String>>,
 }
 
 #[derive(Debug)]
@@ -208,6 +210,7 @@ where
     fn set_fatal(&self, message: String) {
         let mut fatal = self.fatal.lock().expect("fatal lock");
         if fatal.is_none() {
+            *self.counts.stopping.lock().expect("stopping lock") = Some(message.clone());
             *fatal = Some(message);
         }
         self.stop.store(true, Ordering::SeqCst);

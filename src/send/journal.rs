@@ -137,14 +137,17 @@ pub struct Replay {
     pub torn: bool,
 }
 
-/// A `sending` entry with nothing after it: the process died with the request in flight.
+/// A `sending` entry with nothing after it: the process died with the request in flight, or could
+/// not record the outcome.
 pub fn settle(mut entry: Entry) -> Entry {
     if entry.state == State::Sending {
         entry.state = State::Unknown;
         entry.code = None;
         entry.sub_code = None;
         entry.sub_msg = Some(
-            "interrupted while the request was in flight; it may have been delivered".to_string(),
+            "sent, but no outcome was recorded (the run was interrupted, or its journal could not \
+             be written); it may have been delivered"
+                .to_string(),
         );
     }
     entry
@@ -316,13 +319,17 @@ pub struct Writer {
     path: PathBuf,
     last_sync: Instant,
     dirty: bool,
+    /// Bytes of complete lines.
+    len: u64,
+    /// A write failed: nothing more is appended (see `record`).
+    broken: bool,
 }
 
 impl Writer {
     /// Continue an existing journal (cut after its last complete line) or start a new one.
     pub fn open(path: &Path, header: &Header, existing: Option<&Replay>) -> Result<Writer> {
         let ctx = |what: &str| format!("{what} {}", path.display());
-        let file = match existing {
+        let (file, len) = match existing {
             Some(replay) => {
                 let file = OpenOptions::new()
                     .write(true)
@@ -331,10 +338,11 @@ impl Writer {
                 file.set_len(replay.valid_len)
                     .map_err(|e| Error::io(ctx("repairing the last line of"), e))?;
                 drop(file);
-                OpenOptions::new()
+                let file = OpenOptions::new()
                     .append(true)
                     .open(path)
-                    .map_err(|e| Error::io(ctx("opening"), e))?
+                    .map_err(|e| Error::io(ctx("opening"), e))?;
+                (file, replay.valid_len)
             }
             None => {
                 let mut options = OpenOptions::new();
@@ -349,10 +357,11 @@ impl Writer {
                 file.write_all(line.as_bytes())
                     .and_then(|()| file.sync_all())
                     .map_err(|e| Error::io(ctx("writing"), e))?;
-                OpenOptions::new()
+                let file = OpenOptions::new()
                     .append(true)
                     .open(path)
-                    .map_err(|e| Error::io(ctx("opening"), e))?
+                    .map_err(|e| Error::io(ctx("opening"), e))?;
+                (file, line.len() as u64)
             }
         };
         Ok(Writer {
@@ -360,16 +369,32 @@ impl Writer {
             path: path.to_path_buf(),
             last_sync: Instant::now(),
             dirty: false,
+            len,
+            broken: false,
         })
     }
 
-    /// Append one entry, handed to the kernel before this returns.
+    /// Append one entry, handed to the kernel before this returns. After a failed write (a full
+    /// disk) the part of the line that was written is cut off and nothing more is appended: if
+    /// space came back, a later entry would otherwise land after the fragment, in the middle of
+    /// the file, and the journal could not be replayed.
     pub fn record(&mut self, entry: &Entry) -> Result<()> {
+        let ctx = || format!("writing {}", self.path.display());
+        if self.broken {
+            return Err(Error::Failed(format!(
+                "{}: an earlier write failed, so nothing more is recorded",
+                ctx()
+            )));
+        }
         let mut line = serde_json::to_string(entry).expect("serialise");
         line.push('\n');
-        self.file
-            .write_all(line.as_bytes())
-            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))?;
+        if let Err(e) = self.file.write_all(line.as_bytes()) {
+            self.broken = true;
+            // If this fails too, the fragment is the last line, which replaying drops.
+            let _ = self.file.set_len(self.len);
+            return Err(Error::io(ctx(), e));
+        }
+        self.len += line.len() as u64;
         self.dirty = true;
         self.sync_if_due(Duration::from_secs(1))
     }
@@ -451,7 +476,7 @@ mod tests {
         assert_eq!(tail(2), entry(2, State::Sent));
         let settled = settle(serde_json::from_str(tail(3)).unwrap());
         assert_eq!(settled.state, State::Unknown);
-        assert!(settled.sub_msg.unwrap().contains("in flight"));
+        assert!(settled.sub_msg.unwrap().contains("no outcome was recorded"));
         assert!(r.index.anything_sent());
     }
 

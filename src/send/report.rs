@@ -96,6 +96,15 @@ impl Tally {
     }
 }
 
+/// Count rows without writing them (when the report cannot be written).
+pub fn tally(rows: impl Iterator<Item = Result<Row>>) -> Result<Tally> {
+    let mut tally = Tally::default();
+    for r in rows {
+        tally.add(&r?);
+    }
+    Ok(tally)
+}
+
 /// Write the report from rows in batch order; replaces `path` only when complete.
 pub fn write(path: &Path, rows: impl Iterator<Item = Result<Row>>) -> Result<Tally> {
     let mut tally = Tally::default();
