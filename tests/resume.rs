@@ -203,6 +203,8 @@ fn exhausted_retries_keep_progress_for_resume() {
             "http-502",
             "--seed",
             "11",
+            "--fault-log",
+            &dir.arg("faults.jsonl"),
         ],
     );
     let out = dir.arg("f.csv");
@@ -230,6 +232,15 @@ fn exhausted_retries_keep_progress_for_resume() {
         lines(&dir.join("f.csv"))[1..],
         lines(&dir.join("truth.txt"))[..]
     );
+    // The emulator's fault log has one line per injected fault: here, one per stopped run.
+    let faults = lines(&dir.join("faults.jsonl"));
+    assert_eq!(faults.len(), stopped as usize, "{faults:?}");
+    for f in &faults {
+        let v: serde_json::Value = serde_json::from_str(f).unwrap();
+        assert_eq!(v["kind"], "http-502");
+        assert_eq!(v["method"], "alipay.open.public.follow.batchquery");
+        assert!(v["request"].is_u64() && v["time"].is_string());
+    }
 }
 
 #[test]

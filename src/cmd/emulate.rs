@@ -89,6 +89,9 @@ pub struct Args {
     /// write each delivered message as a JSON line to this file
     #[argh(option)]
     pub deliveries: Option<PathBuf>,
+    /// write each injected fault (time, request number, method, kind) as a JSON line to this file
+    #[argh(option)]
+    pub fault_log: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -125,12 +128,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(path) = &args.write_followers {
         emulator::write_followers(&followers, path)?;
     }
+    let mut faults = Faults::new(args.fault_rate, kinds.clone(), args.seed);
+    if let Some(path) = &args.fault_log {
+        faults = faults
+            .with_log(path)
+            .map_err(|e| Error::io(format!("cannot open --fault-log {}", path.display()), e))?;
+    }
     let config = Config {
         app_id: args.app_id.clone(),
         keys_dir: args.keys_dir.clone(),
         app_public_key_file: args.app_public_key_file.clone(),
         followers,
-        faults: Faults::new(args.fault_rate, kinds.clone(), args.seed),
+        faults,
         latency: Duration::from_millis(args.latency_ms),
         slow: Duration::from_millis(args.slow_ms),
         no_life_account: args.no_life_account,

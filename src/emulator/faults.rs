@@ -109,6 +109,8 @@ pub struct Faults {
     seed: u64,
     counter: AtomicU64,
     injected: Mutex<BTreeMap<Fault, u64>>,
+    /// `--fault-log PATH`: one JSON line per injected fault (time, request number, method, kind).
+    log: Option<Mutex<std::fs::File>>,
 }
 
 /// SplitMix64: a tiny, well-known mixing function; good enough to pick faults reproducibly.
@@ -127,15 +129,26 @@ impl Faults {
             seed,
             counter: AtomicU64::new(0),
             injected: Mutex::new(BTreeMap::new()),
+            log: None,
         }
+    }
+
+    /// Append a JSON line per injected fault to `path`, so soaks and users can count them.
+    pub fn with_log(mut self, path: &std::path::Path) -> std::io::Result<Faults> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        self.log = Some(Mutex::new(file));
+        Ok(self)
     }
 
     pub fn none() -> Faults {
         Faults::new(0.0, Vec::new(), 0)
     }
 
-    /// Decide for one request; `applicable` filters kinds that make no sense for this call.
-    pub fn pick(&self, applicable: impl Fn(Fault) -> bool) -> Option<Fault> {
+    /// Decide for one request to `method`; `applicable` filters kinds that make no sense for it.
+    pub fn pick(&self, method: &str, applicable: impl Fn(Fault) -> bool) -> Option<Fault> {
         if self.rate <= 0.0 || self.kinds.is_empty() {
             return None;
         }
@@ -161,6 +174,20 @@ impl Faults {
             .expect("fault counts")
             .entry(kind)
             .or_insert(0) += 1;
+        if let Some(log) = &self.log {
+            let mut line = serde_json::json!({
+                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "request": n,
+                "method": method,
+                "kind": kind.name(),
+            })
+            .to_string();
+            line.push('\n');
+            let mut file = log.lock().expect("fault log");
+            if let Err(e) = std::io::Write::write_all(&mut *file, line.as_bytes()) {
+                eprintln!("emulator: error: writing the fault log: {e}");
+            }
+        }
         Some(kind)
     }
 
@@ -177,14 +204,14 @@ mod tests {
     #[test]
     fn rate_is_respected_and_reproducible() {
         let f = Faults::new(0.1, Fault::DEFAULT.to_vec(), 7);
-        let picks: Vec<Option<Fault>> = (0..20_000).map(|_| f.pick(|_| true)).collect();
+        let picks: Vec<Option<Fault>> = (0..20_000).map(|_| f.pick("m", |_| true)).collect();
         let hits = picks.iter().filter(|p| p.is_some()).count();
         assert!(
             (1_700..2_300).contains(&hits),
             "{hits} faults in 20000 at 10%"
         );
         let g = Faults::new(0.1, Fault::DEFAULT.to_vec(), 7);
-        let again: Vec<Option<Fault>> = (0..20_000).map(|_| g.pick(|_| true)).collect();
+        let again: Vec<Option<Fault>> = (0..20_000).map(|_| g.pick("m", |_| true)).collect();
         assert_eq!(picks, again);
         assert_eq!(
             f.injected().len(),

@@ -72,7 +72,7 @@ impl Handler for Gateway {
         }
         let params = parse_params(request);
         let method = params.get("method").cloned().unwrap_or_default();
-        let fault = self.faults.pick(|f| match f {
+        let fault = self.faults.pick(&method, |f| match f {
             Fault::RepeatId => method == FOLLOW_BATCHQUERY,
             _ => true,
         });
