@@ -148,6 +148,34 @@ impl SendJob {
         text
     }
 
+    /// The batch beside the test's files, its journal on a small tmpfs (`JOURNAL_SPACE`) and its
+    /// report beside it: (disk, journal, report, send args). None (and a SKIPPED line) where a
+    /// tmpfs cannot be mounted.
+    fn journal_on_small_disk(
+        &self,
+        test: &str,
+    ) -> Option<(SmallDisk, PathBuf, PathBuf, Vec<String>)> {
+        let Some(disk) = SmallDisk::mount(&self.dir.join("small"), &JOURNAL_SPACE.to_string())
+        else {
+            eprintln!("SKIPPED {test}: cannot mount a tmpfs here (needs root)");
+            return None;
+        };
+        let batch = self.dir.join("batch.csv");
+        std::fs::write(&batch, self.batch_text()).unwrap();
+        let journal = disk.path.join("batch.csv.journal");
+        let report = self.dir.join("batch.report.csv");
+        let args = self.args(
+            &batch,
+            &[
+                "--journal".into(),
+                journal.to_string_lossy().into_owned(),
+                "--report".into(),
+                report.to_string_lossy().into_owned(),
+            ],
+        );
+        Some((disk, journal, report, args))
+    }
+
     /// The send command line; `extra` places the journal and report.
     fn args(&self, batch: &Path, extra: &[String]) -> Vec<String> {
         let mut a: Vec<String> = vec![
@@ -338,26 +366,11 @@ fn check_resumed(job: &SendJob, r: &Run, first: &Journal, report_path: &Path, ag
 #[test]
 fn a_full_disk_stops_send_with_a_valid_journal_and_resumes() {
     let job = SendJob::start("diskfull-send", &[]);
-    let Some(disk) = SmallDisk::mount(&job.dir.join("small"), &JOURNAL_SPACE.to_string()) else {
-        eprintln!(
-            "SKIPPED a_full_disk_stops_send_with_a_valid_journal_and_resumes: cannot mount a \
-             tmpfs here (needs root)"
-        );
+    let Some((disk, journal, report_path, args)) =
+        job.journal_on_small_disk("a_full_disk_stops_send_with_a_valid_journal_and_resumes")
+    else {
         return;
     };
-    let batch = job.dir.join("batch.csv");
-    std::fs::write(&batch, job.batch_text()).unwrap();
-    let journal = disk.path.join("batch.csv.journal");
-    let report_path = job.dir.join("batch.report.csv");
-    let args = job.args(
-        &batch,
-        &[
-            "--journal".into(),
-            journal.to_string_lossy().into_owned(),
-            "--report".into(),
-            report_path.to_string_lossy().into_owned(),
-        ],
-    );
     let r = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let first = check_stopped_run(&job, &r, &journal);
     // This run's report (on the roomy disk) matches the delivery log.
@@ -435,26 +448,11 @@ fn a_full_disk_under_the_whole_batch_still_says_what_happened() {
 fn space_returning_while_send_stops_leaves_a_valid_journal() {
     // 300 ms per answer: the other workers' requests are still in flight when the journal fails.
     let job = SendJob::start("diskfull-send-back", &["--latency-ms", "300"]);
-    let Some(disk) = SmallDisk::mount(&job.dir.join("small"), &JOURNAL_SPACE.to_string()) else {
-        eprintln!(
-            "SKIPPED space_returning_while_send_stops_leaves_a_valid_journal: cannot mount a \
-             tmpfs here (needs root)"
-        );
+    let Some((disk, journal, report_path, args)) =
+        job.journal_on_small_disk("space_returning_while_send_stops_leaves_a_valid_journal")
+    else {
         return;
     };
-    let batch = job.dir.join("batch.csv");
-    std::fs::write(&batch, job.batch_text()).unwrap();
-    let journal = disk.path.join("batch.csv.journal");
-    let report_path = job.dir.join("batch.report.csv");
-    let args = job.args(
-        &batch,
-        &[
-            "--journal".into(),
-            journal.to_string_lossy().into_owned(),
-            "--report".into(),
-            report_path.to_string_lossy().into_owned(),
-        ],
-    );
     let mut child = cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
