@@ -192,9 +192,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ..settings
     };
     let client = Client::new(settings, app_id, key, trust);
-    match client.call_once(export::METHOD, &export::biz_content(None)) {
+    let sent = chrono::Utc::now();
+    let result = client.call_once(export::METHOD, &export::biz_content(None));
+    // The gateway stamped its Date somewhere between sending and receiving: take the middle.
+    let local = sent + (chrono::Utc::now() - sent) / 2;
+    match result {
         Ok(reply) => {
-            clock(&mut report, reply.date.as_deref());
+            clock(&mut report, local, reply.date.as_deref());
             report.ok(
                 "signed call",
                 &format!(
@@ -231,16 +235,25 @@ pub fn run(args: Args) -> Result<ExitCode> {
     report.finish()
 }
 
+/// Seconds this computer's clock (`local`, when the gateway answered) is ahead of the gateway's
+/// `Date` header. The header is truncated to the second, so the gateway's clock read anywhere in
+/// `[date, date + 1 s)`: compare with the middle of that second, then round. (Comparing whole
+/// seconds would be off by one whenever a second boundary fell between the two readings.)
+fn clock_offset(local: chrono::DateTime<chrono::Utc>, date: &str) -> Option<i64> {
+    let gateway = chrono::DateTime::parse_from_rfc2822(date).ok()?;
+    let millis = (local - gateway.to_utc()).num_milliseconds() - 500;
+    Some((millis as f64 / 1000.0).round() as i64)
+}
+
 /// Compare the gateway's `Date` header with this computer's clock.
-fn clock(report: &mut Report, date: Option<&str>) {
-    let Some(parsed) = date.and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok()) else {
+fn clock(report: &mut Report, local: chrono::DateTime<chrono::Utc>, date: Option<&str>) {
+    let Some(offset) = date.and_then(|d| clock_offset(local, d)) else {
         report.warn(
             "clock",
             "the gateway sent no Date header; clock not checked",
         );
         return;
     };
-    let offset = chrono::Utc::now().timestamp() - parsed.timestamp();
     let text = format!("this computer is {offset:+} s from the gateway's clock (Date header)");
     match offset.abs() {
         0..=60 => report.ok("clock", &text),
@@ -294,5 +307,25 @@ fn cause(err: &CallError) -> &'static str {
             ("20000", _) => "Alipay's service is temporarily unavailable",
             _ => "the gateway refused the call (see the message above)",
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clock_offset;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn clock_offset_compares_with_the_middle_of_the_dated_second() {
+        let date = "Thu, 03 Dec 2026 12:00:00 GMT";
+        let at = |ms: i64| Utc.timestamp_millis_opt(1_796_299_200_000 + ms).unwrap();
+        // A gateway 300 s ahead stamps 12:00:00 while this clock reads 11:55:00.001 to .999:
+        // -300 whichever millisecond it was (comparing whole seconds gave -300 or -299).
+        for ms in [-299_999, -299_500, -299_001] {
+            assert_eq!(clock_offset(at(ms), date), Some(-300), "{ms}");
+        }
+        assert_eq!(clock_offset(at(1_400), date), Some(1));
+        assert_eq!(clock_offset(at(400), date), Some(0));
+        assert_eq!(clock_offset(at(0), "not a date"), None);
     }
 }
