@@ -6,7 +6,7 @@
 //! | 1    | failed while working: network, gateway refusal, response verification, I/O |
 //! | 2    | usage or configuration error found before any request was sent |
 //! | 3    | a batch finished but some rows failed or have an unknown outcome |
-//! | 130  | interrupted (Ctrl-C); progress is saved |
+//! | 130  | interrupted (Ctrl-C, SIGTERM); progress is saved |
 
 use std::fmt;
 use std::io;
@@ -28,6 +28,8 @@ pub enum Error {
     Gateway(CallError),
     /// Any other failure while working, already phrased for the user (exit 1).
     Failed(String),
+    /// Stopped by Ctrl-C or SIGTERM after saving what was done; says how to continue (exit 130).
+    Interrupted(String),
 }
 
 impl Error {
@@ -42,6 +44,7 @@ impl Error {
         ExitCode::from(match self {
             Error::Usage(_) | Error::Config(_) => 2,
             Error::Io { .. } | Error::Gateway(_) | Error::Failed(_) => 1,
+            Error::Interrupted(_) => 130,
         })
     }
 
@@ -54,7 +57,10 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(msg) | Error::Config(msg) | Error::Failed(msg) => f.write_str(msg),
+            Error::Usage(msg)
+            | Error::Config(msg)
+            | Error::Failed(msg)
+            | Error::Interrupted(msg) => f.write_str(msg),
             Error::Io { context, source } => {
                 write!(f, "{context}: {source}")?;
                 if source.raw_os_error() == Some(28) {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod export;
 pub mod formats;
 pub mod gateway;
+pub mod interrupt;
 pub mod keys;
 pub mod output;
 pub mod response;

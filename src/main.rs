@@ -14,6 +14,10 @@ fn main() -> ExitCode {
     match cli.run() {
         Ok(code) => code,
         Err(err) if err.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(err @ alipaylife::error::Error::Interrupted(_)) => {
+            eprintln!("alipaylife: {err}");
+            err.exit_code()
+        }
         Err(err) => {
             eprintln!("alipaylife: error: {err}");
             err.exit_code()

@@ -559,6 +559,105 @@ fn a_killed_batch_resumes_and_delivers_exactly_once() {
     eprintln!("kills (delay, delivered so far): {kills:?}; unknown after resume: {unknown}");
 }
 
+/// Start a send of 40 rows whose answers each take 1.5 s, and interrupt it (SIGINT) once its
+/// four workers all have a request in flight. Returns the child and the journal path.
+fn send_then_interrupt(env: &Env, name: &str) -> (std::process::Child, PathBuf) {
+    let batch = env.batch(name, 0..40, &[]);
+    let args = env.args(&batch, &["--concurrency", "4", "--qps", "1000"]);
+    let child = cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = PathBuf::from(format!("{batch}.journal"));
+    let sending = || {
+        std::fs::read_to_string(&journal)
+            .map(|t| t.matches(r#""state":"sending""#).count())
+            .unwrap_or(0)
+    };
+    let t = Instant::now();
+    while sending() < 4 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no requests in flight"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    interrupt(&child);
+    (child, journal)
+}
+
+fn interrupt(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Ctrl-C lets the requests in flight finish and records them: nothing becomes `unknown`, the
+/// rest is left unsent, and the same command sends exactly the rest.
+#[test]
+fn ctrl_c_finishes_the_requests_in_flight_then_exits_130() {
+    let env = start("send-sigint", &["--latency-ms", "1500"]);
+    let (child, _) = send_then_interrupt(&env, "i.csv");
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted: no new messages are sent; waiting for the requests in flight"),
+        "{err}"
+    );
+    assert!(
+        err.contains("were not attempted: run the same command again"),
+        "{err}"
+    );
+    let rows = report(&env.dir.join("i.report.csv"));
+    let t = statuses(&rows);
+    let sent = t.get("sent").copied().unwrap_or(0);
+    assert!(sent >= 4, "the four requests in flight finished: {t:?}");
+    assert_eq!(t.get("unknown"), None, "{t:?}");
+    assert_eq!(sent + t.get("skipped").copied().unwrap_or(0), 40, "{t:?}");
+    let counts = env.counts();
+    assert_eq!(counts.len(), sent);
+    assert!(counts.values().all(|&n| n == 1));
+    let batch = env.dir.arg("i.csv");
+    env.send(&batch, &["--concurrency", "8", "--qps", "1000"])
+        .code(0)
+        .stderr_has(&format!("{sent} sent by an earlier run"));
+    let counts = env.counts();
+    assert_eq!(counts.len(), 40);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+}
+
+/// A second Ctrl-C quits at once: the rows in flight are `unknown` (as after a crash), never sent
+/// again by a plain re-run, and delivered at most once.
+#[test]
+fn a_second_ctrl_c_quits_at_once() {
+    let env = start("send-sigint2", &["--latency-ms", "1500"]);
+    let (child, _) = send_then_interrupt(&env, "j.csv");
+    std::thread::sleep(Duration::from_millis(200));
+    interrupt(&child);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted again: quitting now"), "{err}");
+    let batch = env.dir.arg("j.csv");
+    let r = env.send(&batch, &["--concurrency", "8", "--qps", "1000"]);
+    r.code(3);
+    let rows = report(&env.dir.join("j.report.csv"));
+    let t = statuses(&rows);
+    let unknown = t.get("unknown").copied().unwrap_or(0);
+    // Exactly the four in flight (one per worker): it did not wait for their 1.5 s answers.
+    assert_eq!(unknown, 4, "the rows in flight: {t:?}");
+    assert_eq!(t.get("sent").copied().unwrap_or(0) + unknown, 40, "{t:?}");
+    let counts = env.counts();
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    for row in rows.iter().filter(|r| r["status"] == "sent") {
+        assert_eq!(counts.get(&row["recipient"]), Some(&1));
+    }
+}
+
 #[test]
 fn no_key_material_in_send_output() {
     let env = start("send-secrets", &[]);

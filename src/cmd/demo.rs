@@ -92,6 +92,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         existing: Existing::Restart,
     };
     let exported = super::export::export(&client, job)?;
+    // The export's "progress is saved, use --resume" no longer applies.
+    crate::interrupt::reset();
     eprintln!("demo: {}", super::export::describe(&exported, &client));
     eprintln!(
         "demo: every request was signed with {} and every answer verified with {}",

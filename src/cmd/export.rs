@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::export::{self, IdKind, Summary};
 use crate::formats::{self, Format, Options};
 use crate::gateway::Client;
+use crate::interrupt;
 use crate::output::{self, AtomicFile, Progress};
 
 gateway_command! {
@@ -186,7 +187,9 @@ pub fn export(client: &Client, job: Job<'_>) -> Result<Exported> {
         }
     };
     let hint = paths.checkpoint.display().to_string();
-    on_interrupt(format!(
+    // Ctrl-C (and SIGTERM) may exit at any moment: the checkpoint only ever points at durable
+    // pages, and an output file only appears complete.
+    interrupt::exit_with(format!(
         "interrupted: every complete page is saved ({hint}); run the same command with --resume to continue"
     ));
     let mut progress = Progress::new(job.quiet);
@@ -304,7 +307,7 @@ fn saved(err: Error, written: u64, checkpoint: &str) -> Error {
 }
 
 fn export_to_stdout(client: &Client, job: Job<'_>) -> Result<Exported> {
-    on_interrupt("interrupted".to_string());
+    interrupt::exit_with("interrupted".to_string());
     let mut writer = formats::open(job.output, &job.options)?;
     let mut progress = Progress::new(job.quiet);
     let summary = export::run(
@@ -345,15 +348,6 @@ fn show(progress: &mut Progress, s: &Summary) {
             elapsed.as_secs_f64()
         )
     })
-}
-
-/// Ctrl-C (and SIGTERM): say what was kept and exit 130. Safe at any moment: the checkpoint only
-/// ever points at durable pages, and an output file only appears complete.
-fn on_interrupt(message: String) {
-    let _ = ctrlc::set_handler(move || {
-        eprintln!("\nalipaylife: {message}");
-        std::process::exit(130);
-    });
 }
 
 /// The `--summary-json` document.

@@ -16,6 +16,7 @@ use argh::FromArgs;
 use crate::cli::gateway_command;
 use crate::error::{Error, Result};
 use crate::gateway::Client;
+use crate::interrupt;
 use crate::output::{self, Progress};
 use crate::send::batch::{self, Defaults, IdChoice, Message, Rows};
 use crate::send::encoding::{self, Encoding, SniffError, Sniffed};
@@ -442,32 +443,50 @@ pub fn execute(client: &Client, mut plan: Plan, args: &Args) -> Result<ExitCode>
             .rows()?
             .filter(|m| m.as_ref().map_or(true, |m| plan.is_pending(m.line)));
         let mut announced = false;
-        let finished = engine::run(&call, rows, total, &journal, options, &counts, || {
-            // Say at once why the batch stops: requests in flight can take a while to end.
-            if !announced && let Some(why) = counts.stopping.lock().expect("lock").clone() {
-                announced = true;
-                progress.clear();
-                if !quiet {
-                    let first = why.lines().next().unwrap_or_default();
-                    eprintln!(
-                        "alipaylife: stopping the batch ({first}); waiting for the requests in \
+        let interrupt = interrupt::drain(
+            "interrupted: no new messages are sent; waiting for the requests in flight to finish \
+             and be recorded (Ctrl-C again to quit at once: those rows would be `unknown`)"
+                .to_string(),
+            "interrupted again: quitting now; the rows in flight are `unknown` in the journal"
+                .to_string(),
+        );
+        let finished = engine::run(
+            &call,
+            rows,
+            total,
+            &journal,
+            options,
+            &counts,
+            interrupt,
+            || {
+                // Say at once why the batch stops: requests in flight can take a while to end.
+                if !announced && let Some(why) = counts.stopping.lock().expect("lock").clone() {
+                    announced = true;
+                    progress.clear();
+                    if !quiet {
+                        let first = why.lines().next().unwrap_or_default();
+                        eprintln!(
+                            "alipaylife: stopping the batch ({first}); waiting for the requests in \
                          flight"
-                    );
+                        );
+                    }
                 }
-            }
-            progress.update(|elapsed| {
-                let sent = counts.sent.load(Ordering::Relaxed);
-                let failed = counts.failed.load(Ordering::Relaxed);
-                let unknown = counts.unknown.load(Ordering::Relaxed);
-                format!(
-                    "{} / {} sent · {failed} failed · {unknown} unknown · {}/s · {:.1}s",
-                    output::count(sent),
-                    output::count(total),
-                    output::rate(sent + failed + unknown, elapsed),
-                    elapsed.as_secs_f64()
-                )
-            })
-        })?;
+                progress.update(|elapsed| {
+                    let sent = counts.sent.load(Ordering::Relaxed);
+                    let failed = counts.failed.load(Ordering::Relaxed);
+                    let unknown = counts.unknown.load(Ordering::Relaxed);
+                    format!(
+                        "{} / {} sent · {failed} failed · {unknown} unknown · {}/s · {:.1}s",
+                        output::count(sent),
+                        output::count(total),
+                        output::rate(sent + failed + unknown, elapsed),
+                        elapsed.as_secs_f64()
+                    )
+                })
+            },
+        );
+        interrupt::reset();
+        let finished = finished?;
         progress.clear();
         Some(finished)
     };
@@ -600,6 +619,13 @@ pub fn execute(client: &Client, mut plan: Plan, args: &Args) -> Result<ExitCode>
     }
     if let Some(e) = report_error {
         return Err(e);
+    }
+    if finished.as_ref().is_some_and(|f| f.interrupted) {
+        return Err(Error::Interrupted(format!(
+            "interrupted: every request that was sent has its outcome recorded; {skipped} rows \
+             were not attempted: run the same command again to send them (rows already sent are \
+             skipped)"
+        )));
     }
     Ok(if failed + unknown > 0 {
         ExitCode::from(3)

@@ -184,6 +184,8 @@ pub struct Counts {
 #[derive(Debug)]
 pub struct Finished {
     pub fatal: Option<String>,
+    /// Stopped by an interrupt: rows in flight finished and were recorded, the rest not attempted.
+    pub interrupted: bool,
     pub retries: BTreeMap<&'static str, u64>,
     pub rate_cuts: u64,
     pub calls: u64,
@@ -214,6 +216,19 @@ where
             *fatal = Some(message);
         }
         self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Sleep for `d`, or less once the batch is stopping (an interrupt must not wait out a
+    /// backoff or a slow pacer).
+    fn pause(&self, d: Duration) {
+        let end = Instant::now() + d;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
     }
 
     fn retried(&self, kind: &'static str) {
@@ -274,10 +289,7 @@ where
         let mut last_unknown: Option<Outcome> = None;
         loop {
             let slot = self.pacer.lock().expect("pacer lock").slot(Instant::now());
-            let now = Instant::now();
-            if slot > now {
-                std::thread::sleep(slot - now);
-            }
+            self.pause(slot.saturating_duration_since(Instant::now()));
             if self.stop.load(Ordering::SeqCst) {
                 return last_unknown;
             }
@@ -338,7 +350,7 @@ where
                         return last_unknown;
                     }
                     self.retried("connect");
-                    std::thread::sleep(gateway::backoff(refused, false));
+                    self.pause(gateway::backoff(refused, false));
                     refused += 1;
                 }
                 Class::Unknown => {
@@ -353,7 +365,7 @@ where
                     };
                     self.retried(kind);
                     last_unknown = Some(outcome(Status::Unknown));
-                    std::thread::sleep(gateway::backoff(unknowns, false));
+                    self.pause(gateway::backoff(unknowns, false));
                     unknowns += 1;
                 }
                 Class::Fatal { maybe_delivered } => {
@@ -383,7 +395,9 @@ where
 
 /// Send every message `rows` yields (`total` of them, for sizing the pool); outcomes go to the
 /// journal. `tick` runs about ten times a second on the calling thread (progress line); the
-/// journal is fsynced there too. An error from `rows` stops the batch like a fatal answer.
+/// journal is fsynced there too. An error from `rows` stops the batch like a fatal answer. Once
+/// `interrupt` is raised no new request starts; those in flight finish and are recorded.
+#[allow(clippy::too_many_arguments)]
 pub fn run<F, I>(
     call: &F,
     rows: I,
@@ -391,6 +405,7 @@ pub fn run<F, I>(
     journal: &Mutex<journal::Writer>,
     opts: Options,
     counts: &Counts,
+    interrupt: &AtomicBool,
     mut tick: impl FnMut(),
 ) -> Result<Finished>
 where
@@ -414,6 +429,7 @@ where
         counts,
     };
     let running = AtomicUsize::new(workers);
+    let mut interrupted = false;
     std::thread::scope(|s| {
         s.spawn(|| {
             for row in rows {
@@ -445,6 +461,10 @@ where
         }
         while running.load(Ordering::SeqCst) > 0 {
             std::thread::sleep(Duration::from_millis(100));
+            if !interrupted && interrupt.load(Ordering::SeqCst) {
+                interrupted = true;
+                shared.stop.store(true, Ordering::SeqCst);
+            }
             if let Err(e) = journal
                 .lock()
                 .expect("journal lock")
@@ -459,6 +479,7 @@ where
     let pacer = shared.pacer.into_inner().expect("pacer lock");
     Ok(Finished {
         fatal: shared.fatal.into_inner().expect("fatal lock"),
+        interrupted,
         retries: shared.retries.into_inner().expect("retries lock"),
         rate_cuts: pacer.cuts,
         calls: counts.calls.load(Ordering::Relaxed),
