@@ -298,6 +298,7 @@ where
                 return last_unknown;
             }
             self.counts.calls.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
             let result = (self.call)(&m.biz_content);
             let class = classify(&result);
             let codes = codes(&result);
@@ -315,17 +316,26 @@ where
             let now = Instant::now();
             match class {
                 Class::Sent => {
-                    self.pacer.lock().expect("pacer lock").succeeded(now);
+                    self.pacer
+                        .lock()
+                        .expect("pacer lock")
+                        .succeeded(now, started);
                     self.record(m, State::Sent, attempts, codes.clone());
                     return Some(outcome(Status::Sent));
                 }
                 Class::Failed => {
-                    self.pacer.lock().expect("pacer lock").succeeded(now);
+                    self.pacer
+                        .lock()
+                        .expect("pacer lock")
+                        .succeeded(now, started);
                     self.record(m, State::Failed, attempts, codes.clone());
                     return Some(outcome(Status::Failed));
                 }
                 Class::RateLimited => {
-                    self.pacer.lock().expect("pacer lock").rate_limited(now);
+                    self.pacer
+                        .lock()
+                        .expect("pacer lock")
+                        .rate_limited(now, started);
                     limited += 1;
                     if limited > MAX_RATE_LIMIT_RETRIES {
                         self.record(m, State::Failed, attempts, codes.clone());
@@ -354,7 +364,10 @@ where
                     refused += 1;
                 }
                 Class::Unknown => {
-                    self.pacer.lock().expect("pacer lock").succeeded(now);
+                    self.pacer
+                        .lock()
+                        .expect("pacer lock")
+                        .succeeded(now, started);
                     self.record(m, State::Unknown, attempts, codes.clone());
                     if !(self.opts.retry_unknown && unknowns < self.opts.retries) {
                         return Some(outcome(Status::Unknown));
