@@ -5,12 +5,13 @@
 //! comes (acted on at most once a second) the whole pool pauses for a second and the rate drops
 //! to 90% of the limit it just met, taken as the calls the gateway accepted in the second before
 //! the refused one was sent (over the time since the first call, if that is shorter; counted
-//! again when the pause ends, once the calls that were in flight have answered). Then each quiet second raises the rate by 1% of that limit up to the
-//! limit, and beyond it by 10%, then 20%, 30%... a second (a limit shared with other traffic
-//! may have gone up), until the target is reached again. The first version halved the nominal
-//! rate instead: against a 100/s limit it got 60% of it at `--qps 1000` (nearly a third of the
-//! calls refused) and 68% at `--qps 100`; this gets 88 to 89% (README, Performance).
-//! Pure: the caller passes the clock in and does the sleeping.
+//! again when the pause ends, once the calls that were in flight have answered). Then each quiet
+//! second raises the rate by 1% of that limit up to the limit, and beyond it by 10%, then 20%,
+//! 30%... a second (a limit shared with other traffic may have gone up), until the target is
+//! reached again. The first version halved the nominal rate instead: against a 100/s limit it
+//! got 60% of it at `--qps 1000` (nearly a third of the calls refused) and 68% at `--qps 100`;
+//! this gets 88 to 89% (README, Performance). Pure: the caller passes the clock in and does the
+//! sleeping.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -239,11 +240,18 @@ mod tests {
             p.succeeded(t, t);
         }
         assert!((p.current() - 20.0).abs() < 1e-6, "{}", p.current());
-        // ...and beyond it faster and faster, to the target and no further.
+        // ...and beyond it faster and faster (10%, then 20%, ...), to the target and no further.
+        let mut beyond = vec![];
         for _ in 0..20 {
             t += STEP;
+            let before = p.current();
             p.succeeded(t, t);
+            if before > 20.0 - 1e-6 && p.current() > before + 1e-6 {
+                beyond.push(p.current() / before);
+            }
         }
+        assert!((beyond[0] - 1.1).abs() < 1e-9, "{beyond:?}");
+        assert!((beyond[1] - 1.2).abs() < 1e-9, "{beyond:?}");
         assert_eq!(p.current(), 40.0, "back at the target");
     }
 
